@@ -23,7 +23,7 @@ class Func(str, Enum):
 AGGREGATES = (Func.AVG, Func.MIN, Func.MAX)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Term:
     """One value term. ``window`` is in seconds; ``None`` means "all retained samples"."""
 

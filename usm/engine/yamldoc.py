@@ -54,6 +54,7 @@ class Document:
 
     file: str
     data: Any
+    lines: tuple[str, ...] = ()
 
     def at(self, path: Sequence[PathItem], key: bool = False) -> Location:
         """The location of the value at ``path`` (or of its key, with ``key=True``).
@@ -81,7 +82,11 @@ class Document:
             before = str(value)[:offset]
             return Location(self.file, start.line + 1 + before.count("\n"), 1)
         quoted = type(value).__name__ in ("DoubleQuotedScalarString", "SingleQuotedScalarString")
-        return Location(self.file, start.line, start.column + offset + (1 if quoted else 0))
+        column = start.column + offset + (1 if quoted else 0)
+        source = self.lines[start.line - 1] if start.line <= len(self.lines) else ""
+        if column > len(source) + 1 or "\n" in str(value):  # a scalar folded over several lines
+            return start
+        return Location(self.file, start.line, column)
 
     def value(self, path: Sequence[PathItem]) -> Any:
         node = self.data
@@ -115,7 +120,7 @@ def load(path: Path, shown_as: str | None = None) -> Document:
         raise InvalidSource([Problem(Location(name, line, column), f"invalid YAML: {message}", hint)]) from None
     except Exception as error:  # ruamel raises a few unmarked errors (e.g. several documents)
         raise InvalidSource([Problem(Location(name, 1, 1), f"invalid YAML: {error}")]) from None
-    return Document(name, data)
+    return Document(name, data, tuple(text.splitlines()))
 
 
 # --- JSON Schema ------------------------------------------------------------------------------------
@@ -158,19 +163,22 @@ def _translate(document: Document, error: ValidationError, root: dict[str, Any])
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return [document.problem(path, f"{where} is missing the required key '{missing}'",
                                  _property_description(error, missing, root))]
+    if "propertyNames" in error.absolute_schema_path:
+        return [document.problem(path + [error.instance], f"unknown key '{error.instance}' in {where}",
+                                 "use one of: " + ", ".join(map(str, error.validator_value)), key=True)]
     if validator == "enum":
         options = ", ".join(map(str, error.validator_value))
         return [document.problem(path, f"'{error.instance}' is not allowed for {where}", f"use one of: {options}")]
-    if validator == "propertyNames":
-        return [document.problem(path + [error.instance], f"unknown key '{error.instance}' in {where}",
-                                 "use one of: replicate, migrate, stop, overwork, underwork", key=True)]
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    title = title if title == "duration" else None
     if validator == "type":
         expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        expected = title or (" or ".join(expected) if isinstance(expected, list) else expected)
         return [document.problem(path, f"{where} must be {_article(expected)}, not {_json_type(error.instance)}",
                                  description)]
     if validator == "pattern":
-        return [document.problem(path, f"'{error.instance}' is not valid for {where}", description)]
+        what = f"a valid {title}" if title else "valid"
+        return [document.problem(path, f"'{error.instance}' is not {what} for {where}", description)]
     return [document.problem(path, f"{where}: {error.message}", description)]
 
 
@@ -184,13 +192,13 @@ def _property_description(error: ValidationError, key: str, root: dict[str, Any]
 def _article(kind: str) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
              "number": "a number", "boolean": "true or false", "string or array": "a string or a list",
-             "string or boolean": "a string or true/false"}
+             "string or boolean": "a string or true/false", "duration": "a duration"}
     return names.get(kind, kind)
 
 
 def _json_type(value: Any) -> str:
     if value is None:
-        return "empty"
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):

@@ -1,0 +1,161 @@
+"""The engine: CLIPS resolution against an independent reference, explanations, atomic replace."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from usm.engine import App, Container, Decision, Engine, Host, Inventory, Service, load_policy
+from usm.engine import engine as engine_module
+from usm.engine.expressions import Literal
+from usm.engine.policy import Policy, Rule, Scope
+
+HOSTS = ["h1", "h2"]
+SERVICES = ["s1", "s2", "s3"]
+APPS = {"a1": ("s1", "s2"), "a2": ("s2",)}
+CONTAINERS = [("c1", "s1"), ("c2", "s1"), ("c3", "s2"), ("c4", "s3")]
+INVENTORY = Inventory(
+    hosts=tuple(Host(h) for h in HOSTS),
+    apps=tuple(App(a, s) for a, s in APPS.items()),
+    services=tuple(Service(s) for s in SERVICES),
+    containers=tuple(Container(c, s, "h1") for c, s in CONTAINERS),
+)
+TARGETS = {Scope.HOST: HOSTS, Scope.APP: list(APPS), Scope.SERVICE: SERVICES, Scope.CONTAINER: [c for c, _ in CONTAINERS]}
+NO_TERMS = pl.DataFrame({"entity": []}, schema={"entity": pl.String})
+
+
+@st.composite
+def rules(draw):
+    count = draw(st.integers(1, 12))
+    out = []
+    for index in range(count):
+        scope = draw(st.sampled_from(list(Scope)))
+        generic = draw(st.booleans())
+        targets = None if generic else tuple(draw(st.lists(st.sampled_from(TARGETS[scope]), min_size=1, max_size=2,
+                                                           unique=True)))
+        decisions = [Decision.NONE, Decision.OVERWORK] if scope is Scope.HOST else \
+            [Decision.NONE, Decision.REPLICATE, Decision.STOP]
+        out.append(Rule(f"r{index}", scope, targets, Literal(draw(st.booleans())), "", draw(st.sampled_from(decisions)),
+                        draw(st.integers(0, 2)), index))
+    return tuple(out)
+
+
+def reference_winner(rules, entity):
+    """Policy-spec §3, written directly from the text: the most specific level with a match decides,
+    then the highest priority, then the first loaded."""
+    kind, service = ("host", None) if entity in HOSTS else ("container", dict(CONTAINERS)[entity])
+    apps = [a for a, services in APPS.items() if service in services]
+    matching = []
+    for rule in rules:
+        if not rule.when.value:
+            continue
+        if kind == "host":
+            if rule.scope is not Scope.HOST:
+                continue
+            level = 2 if rule.targets is None else (1 if entity in rule.targets else None)
+        else:
+            if rule.scope is Scope.HOST:
+                continue
+            if rule.targets is None:
+                level = 4
+            elif rule.scope is Scope.CONTAINER:
+                level = 1 if entity in rule.targets else None
+            elif rule.scope is Scope.SERVICE:
+                level = 2 if service in rule.targets else None
+            else:
+                level = 3 if set(apps) & set(rule.targets) else None
+        if level is not None:
+            matching.append((level, -rule.priority, rule.order, rule))
+    if not matching:
+        return Decision.NONE.value, None, []
+    best = min(matching, key=lambda m: m[:3])
+    return best[3].then.value, best[3].name, sorted(m[3].name for m in matching)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rules())
+def test_clips_resolution_agrees_with_the_reference(policy_rules):
+    cycle = Engine(Policy(rules=policy_rules)).cycle(0.0, INVENTORY, NO_TERMS)
+    for entity in HOSTS + [c for c, _ in CONTAINERS]:
+        decision, rule, matched = reference_winner(policy_rules, entity)
+        row = cycle.evaluation(entity)
+        assert (row["decision"], row["rule"]) == (decision, rule), entity
+        assert sorted(cycle.matches.filter(pl.col("entity") == entity)["rule"].to_list()) == matched
+        explanation = cycle.explain(entity)
+        assert sorted(v.rule for v in explanation.verdicts if v.result) == matched
+        assert {v.rule for v in explanation.shadowed} == set(matched) - {rule}
+
+
+POLICY = """
+settings: {streak: {replicate: 2, overwork: 1}}
+rules:
+  - {name: hot-host, scope: host, target: "*", when: cpu_percent > 90 and ram_percent > 90, then: overwork}
+  - {name: busy, scope: service, target: "*", priority: 1, when: "rx_bytes_per_sec > 500k or latency > 100", then: replicate}
+  - {name: quiet, scope: container, target: c2, when: "avg(cpu, 1m) < 5", then: stop}
+"""
+
+
+@pytest.fixture()
+def policy(tmp_path):
+    (tmp_path / "p.yaml").write_text(POLICY)
+    return load_policy(tmp_path)
+
+
+def terms(rows):
+    return pl.DataFrame(rows, schema={"entity": pl.String, "cpu_percent": pl.Float64, "ram_percent": pl.Float64,
+                                      "rx_bytes_per_sec": pl.Float64, "latency": pl.Float64,
+                                      "avg(cpu, 60s)": pl.Float64}, orient="row")
+
+
+def test_explanations_show_terms_missing_values_and_shadowed_rules(policy):
+    engine = Engine(policy)
+    cycle = engine.cycle(0.0, INVENTORY, terms([("h1", 95.0, None, None, None, None),
+                                                ("c2", None, None, 6e5, None, 1.0)]))
+    host = cycle.explain("h1")
+    assert (host.decision, host.rule) == (Decision.NONE, None)
+    assert host.verdicts[0].result is None and host.missing == ("ram_percent",)
+    assert host.terms == {"cpu_percent": 95.0, "ram_percent": None}
+    c2 = cycle.explain("c2")
+    assert (c2.decision, c2.rule, c2.level) == (Decision.STOP, "quiet", 1)
+    assert [v.rule for v in c2.shadowed] == ["busy"]
+    assert c2.missing == ("latency",)  # busy matched through its other side of the `or`
+    assert c2.as_dict()["policy"] == policy.digest
+
+
+def test_nan_is_missing_not_a_number(policy):
+    cycle = Engine(policy).cycle(0.0, INVENTORY, terms([("c1", None, None, float("nan"), 150.0, None)]))
+    assert cycle.evaluation("c1")["decision"] == "replicate"
+    cycle = Engine(policy).cycle(0.0, INVENTORY, terms([("c1", None, None, float("nan"), None, None)]))
+    assert cycle.evaluation("c1")["decision"] == "none"
+
+
+def test_replace_is_atomic(policy, tmp_path, monkeypatch):
+    engine = Engine(policy)
+    hot = terms([("h1", 95.0, 95.0, None, None, None)])
+    assert [a.target for a in engine.cycle(0.0, INVENTORY, hot).actions] == ["h1"]
+
+    def broken(_):
+        raise RuntimeError("CLIPS rejected the rules")
+
+    monkeypatch.setattr(engine_module, "compile_policy", broken)
+    with pytest.raises(RuntimeError):
+        engine.replace(Policy())
+    assert engine.policy is policy
+    assert [a.target for a in engine.cycle(15.0, INVENTORY, hot).actions] == ["h1"]
+    monkeypatch.undo()
+    engine.replace(Policy())
+    assert engine.cycle(30.0, INVENTORY, hot).actions == ()
+
+
+def test_streaks_carry_over_and_restart_after_an_action(policy):
+    engine = Engine(policy)
+    busy = terms([("c1", None, None, 6e5, None, None), ("c2", None, None, 6e5, None, 9.0)])
+    first = engine.cycle(0.0, INVENTORY, busy)
+    assert first.actions == () and first.evaluation("c1")["streak"] == 1
+    second = engine.cycle(15.0, INVENTORY, busy)
+    assert [(a.target, a.container) for a in second.actions] == [("s1", "c1")]  # c1 before c2 by name
+    third = engine.cycle(30.0, INVENTORY, busy)
+    assert third.evaluation("c1")["streak"] == 1 and third.evaluation("c2")["streak"] == 1
+    assert third.actions == ()

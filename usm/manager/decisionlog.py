@@ -1,0 +1,87 @@
+"""The decision log: every decision with its explanation, every action and every plan step.
+
+One JSON object per line (JSON Lines), keys sorted and floats as Python writes them, so the
+same cycles always give the same bytes: the simulator's determinism test compares hashes.
+
+Record types:
+* ``evaluation``: an entity whose decision is not ``none``, or that a rule pinned to ``none``,
+  with its rule, level, streak, the rules it shadowed, the term values the matching rules read
+  and the terms they missed;
+* ``action`` and ``suppressed``: the engine's choice after hysteresis, bounds and cooldowns;
+* ``step``: what placement planned for it, and the actuator's outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from enum import Enum
+from typing import IO, Any
+
+import polars as pl
+
+from usm.engine.engine import Cycle
+from usm.engine.expressions import terms as terms_of
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"type": type(value).__name__, **fields}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def evaluation_records(cycle: Cycle) -> Iterator[dict[str, Any]]:
+    """Set-wise explanations of the evaluations worth logging (see the module docstring)."""
+    rules = {r.name: r for r in cycle.policy.rules}
+    reads = {name: sorted(t.key for t in terms_of(rule.when)) for name, rule in rules.items()}
+    judged = cycle.evaluations.filter((pl.col("decision") != "none") | pl.col("rule").is_not_null())
+    if judged.is_empty():
+        return
+    matched = (cycle.matches.filter(pl.col("entity").is_in(judged["entity"].implode()))
+               .group_by("entity", maintain_order=True).agg(pl.col("rule").alias("matched")))
+    rows = judged.join(matched, on="entity", how="left").join(cycle.facts, on="entity", how="left", suffix="_fact")
+    for row in rows.iter_rows(named=True):
+        matched_rules = row["matched"] or []
+        keys = sorted({k for name in matched_rules for k in reads[name]})
+        yield {
+            "type": "evaluation", "at": cycle.at, "entity": row["entity"], "kind": row["kind"],
+            "decision": row["decision"], "rule": row["rule"], "level": row["level"], "streak": row["streak"],
+            "candidate": row["candidate"], "shadowed": [r for r in matched_rules if r != row["rule"]],
+            "terms": {k: row[k] for k in keys if row[k] is not None},
+            "missing": [k for k in keys if row[k] is None],
+        }
+
+
+def cycle_records(cycle: Cycle, planned: Any = (), outcomes: Any = ()) -> Iterator[dict[str, Any]]:
+    policy = cycle.policy.digest
+    for record in evaluation_records(cycle):
+        yield {**record, "policy": policy}
+    for action in cycle.actions:
+        yield {"type": "action", **action.as_dict(), "policy": policy}
+    for s in cycle.suppressed:
+        yield {"type": "suppressed", "at": s.at, "action": s.action.value, "target": s.target, "entity": s.entity,
+               "rule": s.rule, "reason": s.reason, "policy": policy}
+    for item, outcome in zip(planned, outcomes):
+        yield {"type": "step", "at": cycle.at, "why": item.why, "step": _plain(item.step),
+               "ok": None if outcome is None else outcome.ok, "detail": "" if outcome is None else outcome.detail}
+
+
+class DecisionLog:
+    """Appends records to a text stream as JSON Lines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.records = 0
+
+    def write(self, records: Iterator[dict[str, Any]]) -> None:
+        for record in records:
+            self.stream.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+            self.records += 1

@@ -1,0 +1,75 @@
+"""The control loop: one cycle at a time, collectors -> history -> engine -> placement -> actuators.
+
+The simulator drives it on a virtual clock with its world as collector and actuator; live mode
+drives it on the wall clock with real collectors and actuators, or with a recording actuator
+in a dry run. The loop itself never reads a clock: the driver passes the cycle time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from usm.collectors.history import History
+from usm.engine import Cycle, Engine
+from usm.manager.decisionlog import DecisionLog, cycle_records
+from usm.manager.ports import Actuator, Collector, Observation, Outcome
+from usm.placement.model import DEFAULT_OPTIONS, PlacementOptions
+from usm.placement.planner import FailedContainer, Planned, PlannerState, plan_cycle
+from usm.placement.plans import NoPlan
+from usm.placement.recovery import GiveUpRecovery
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    at: float
+    observation: Observation
+    cycle: Cycle
+    planned: tuple[Planned, ...]
+    outcomes: tuple[Outcome | None, ...]  # None where nothing was executed (no plan, gave up)
+
+
+class ControlLoop:
+    def __init__(self, engine: Engine, history: History, collector: Collector, actuator: Actuator,
+                 log: DecisionLog | None = None, options: PlacementOptions = DEFAULT_OPTIONS) -> None:
+        self.engine = engine
+        self.history = history
+        self.collector = collector
+        self.actuator = actuator
+        self.log = log
+        self.options = options
+        self.planner = PlannerState()
+        self.last_pruned = 0.0
+
+    def run_cycle(self, at: float) -> CycleReport:
+        observation = self.collector.observe(at)
+        settings = self.engine.policy.settings
+        samples = self.engine.simulate(at, observation.inventory, observation.samples)
+        self.history.append(samples)
+        terms = self.history.terms(at, settings.period, self.engine.compiled.terms, settings.retention)
+        cycle = self.engine.cycle(at, observation.inventory, terms)
+        failures = [FailedContainer(f.container, f.service, f.host, f.lineage) for f in observation.failures]
+        planned, self.planner = plan_cycle(at, cycle.actions, observation.cluster, observation.services,
+                                           observation.requests, failures, self.planner, self.options)
+        outcomes = tuple(self._execute(item, at) for item in planned)
+        if self.log is not None:
+            self.log.write(cycle_records(cycle, planned, outcomes))
+        self._housekeeping(at, settings.retention)
+        return CycleReport(at, observation, cycle, planned, outcomes)
+
+    def _execute(self, item: Planned, at: float) -> Outcome | None:
+        if isinstance(item.step, (NoPlan, GiveUpRecovery)):
+            return None
+        return self.actuator.execute(item.step, at)
+
+    def _housekeeping(self, at: float, retention: float) -> None:
+        """Drop the samples no term can read any more (older than the retention and than the longest
+        window), at most once per tenth of that horizon."""
+        horizon = max([retention] + [t.window for t in self.engine.compiled.terms if t.window])
+        if at - self.last_pruned >= horizon / 10:
+            self.history.prune(at - horizon)
+            self.last_pruned = at
+
+
+def describe(outcome: Any) -> str:
+    return "-" if outcome is None else ("ok" if outcome.ok else f"failed: {outcome.detail}")

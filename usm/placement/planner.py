@@ -1,0 +1,136 @@
+"""One cycle of planning: from the engine's actions and the world's state to plan steps.
+
+Pure, like the rest of placement. The order is fixed and each planned step is reserved in the
+cluster before the next one is planned, so two steps never count on the same room:
+
+1. recovery of the containers that failed since the last cycle (given up after 3 failures in
+   10 minutes, see ``usm.placement.recovery``);
+2. the engine's actions, in the order the engine gives them;
+3. minimum replicas, every cycle, for every service (the original only enforced them as a side
+   effect of some other decision, bug 16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+from usm.engine.policy import Decision
+from usm.engine.results import Action
+from usm.geo.sphere import Coordinates, weighted_centroid
+from usm.placement.model import (
+    DEFAULT_OPTIONS, NOTHING, Cluster, ContainerDemand, PlacementOptions, Resources, ServiceSpec,
+)
+from usm.placement.plans import (
+    DrainHost, MoveContainer, NoPlan, PlaceReplica, RestoreContainer, StopContainer, StopHost, TerminateHost,
+)
+from usm.placement.rebalance import plan_overwork, plan_underwork
+from usm.placement.recovery import GiveUpRecovery, RecoveryTracker, plan_recovery
+from usm.placement.replicas import plan_migration, plan_minimum_replicas, plan_replica, reserve
+
+Step = Union[PlaceReplica, MoveContainer, RestoreContainer, StopContainer, DrainHost, StopHost, TerminateHost]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan step (or the reason there is none), and why it was planned."""
+
+    why: str
+    step: Step | NoPlan | GiveUpRecovery
+
+
+@dataclass(frozen=True)
+class FailedContainer:
+    container: str
+    service: str
+    host: str
+    lineage: str = ""
+
+
+@dataclass(frozen=True)
+class PlannerState:
+    recovery: RecoveryTracker = field(default_factory=RecoveryTracker)
+
+
+def callers_centroids(requests: Mapping[str, Sequence[tuple[Coordinates, float]]]) -> dict[str, Coordinates]:
+    """Service -> the request-weighted spherical centroid of its callers (services without callers left out)."""
+    result = {}
+    for service, located in requests.items():
+        centre = weighted_centroid(located)
+        if centre is not None:
+            result[service] = centre
+    return result
+
+
+def plan_cycle(
+    at: float,
+    actions: Iterable[Action],
+    cluster: Cluster,
+    services: Sequence[ServiceSpec],
+    requests: Mapping[str, Sequence[tuple[Coordinates, float]]],
+    failures: Iterable[FailedContainer] = (),
+    state: PlannerState = PlannerState(),
+    options: PlacementOptions = DEFAULT_OPTIONS,
+) -> tuple[tuple[Planned, ...], PlannerState]:
+    callers = callers_centroids(requests)
+    demand = {s.name: s.demand for s in services}
+    planned: list[Planned] = []
+    tracker = state.recovery.pruned(at)
+
+    for failed in failures:
+        lost = ContainerDemand(failed.container, failed.service, failed.host, demand.get(failed.service, NOTHING),
+                               lineage=failed.lineage)
+        tracker, step = plan_recovery(cluster, tracker, lost, at, options)
+        planned.append(Planned(f"recovery of {failed.container} ({failed.service})", step))
+        cluster = _after(cluster, step, demand)
+
+    for action in actions:
+        step = _plan_action(action, cluster, callers, demand, options)
+        why = f"{action.action.value} {action.target}" + \
+            (f" (container {action.container}, rule {action.rule})" if action.container else f" (rule {action.rule})")
+        planned.append(Planned(why, step))
+        cluster = _after(cluster, step, demand)
+
+    skip = tracker.services_given_up(at)
+    for step in plan_minimum_replicas(cluster, services, options, callers, skip=skip):
+        planned.append(Planned("minimum replicas" + (f" of {step.service}" if isinstance(step, PlaceReplica) else ""),
+                               step))
+        cluster = _after(cluster, step, demand)
+    return tuple(planned), PlannerState(tracker)
+
+
+def _plan_action(action: Action, cluster: Cluster, callers: Mapping[str, Coordinates],
+                 demand: Mapping[str, Resources], options: PlacementOptions) -> Step | NoPlan:
+    if action.action is Decision.OVERWORK:
+        return plan_overwork(cluster, action.target, options, callers)
+    if action.action is Decision.UNDERWORK:
+        return plan_underwork(cluster, action.target, options, callers)
+    try:
+        container = cluster.container(action.container or "")
+    except KeyError:
+        return NoPlan(f"{action.action.value} of {action.container}: the container is gone")
+    fallback = cluster.host(container.host).location if cluster.has_host(container.host) else None
+    near = callers.get(action.target, fallback)
+    if action.action is Decision.STOP:
+        return StopContainer(container.name, container.host)
+    if near is None:
+        return NoPlan(f"{action.action.value} of {container.name}: no location known")
+    if action.action is Decision.REPLICATE:
+        return plan_replica(cluster, action.target, demand.get(action.target, container.demand), near, options)
+    return plan_migration(cluster, container.name, near, options)
+
+
+def _after(cluster: Cluster, step: object, demand: Mapping[str, Resources]) -> Cluster:
+    """The cluster as later steps of the same cycle must see it."""
+    if isinstance(step, (PlaceReplica, RestoreContainer)):
+        return reserve(cluster, step.on, step.service, demand.get(step.service, NOTHING), step.service)
+    if isinstance(step, MoveContainer):
+        return reserve(cluster, step.on, step.service, demand.get(step.service, NOTHING), step.container)
+    if isinstance(step, StopContainer):
+        return cluster.without_container(step.container)
+    if isinstance(step, DrainHost):
+        for move in step.moves:
+            cluster = _after(cluster, move, demand)
+        return cluster
+    return cluster

@@ -1,0 +1,517 @@
+"""The metric history against hand-computed values and an independent reference model.
+
+Every test runs a real DuckDB (in memory, or in a temporary file for persistence).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from usm.collectors.history import SAMPLE_SCHEMA, History
+from usm.engine.terms import Func, Term
+
+Row = tuple[float, str, str, float | None]  # ts, entity, field, value
+
+
+def frame(rows: Sequence[Row]) -> pl.DataFrame:
+    """A frame of samples in the collectors' format."""
+    return pl.DataFrame([list(row) for row in rows], schema=SAMPLE_SCHEMA, orient="row")
+
+
+@pytest.fixture
+def history() -> Iterator[History]:
+    with History() as opened:
+        yield opened
+
+
+def one(
+    history: History, at: float, period: float, term: Term, entity: str = "c1", **kw: float
+) -> float | None:
+    """The value of one term for one entity."""
+    result = history.terms(at, period, [term], **kw)
+    row = result.filter(pl.col("entity") == entity)
+    assert row.height == 1, f"{entity} is not in {result}"
+    return row[term.key].item()
+
+
+CPU = "cpu_percent"
+
+
+def value(window: float | None = None) -> Term:
+    return Term(Func.VALUE, CPU, window)
+
+
+def avg(window: float | None = None) -> Term:
+    return Term(Func.AVG, CPU, window)
+
+
+def dev_avg(window: float | None = None) -> Term:
+    return Term(Func.DEVIATION_AVG, CPU, window)
+
+
+def dev_last() -> Term:
+    return Term(Func.DEVIATION_LAST, CPU)
+
+
+@pytest.fixture
+def series(history: History) -> History:
+    """c1 cpu_percent: 10 at 0 s, 20 at 15 s, 60 at 30 s."""
+    history.append(
+        frame([(0.0, "c1", CPU, 10.0), (15.0, "c1", CPU, 20.0), (30.0, "c1", CPU, 60.0)])
+    )
+    return history
+
+
+# --- VALUE and the period ---------------------------------------------------------------------
+
+
+def test_value_is_the_newest_sample_of_the_period(series: History) -> None:
+    assert one(series, 30, 15, value()) == 60.0
+    assert one(series, 20, 15, value()) == 20.0
+    assert one(series, 44.9, 15, value()) == 60.0
+
+
+def test_value_period_edge_is_exclusive_at_the_start_and_inclusive_at_the_end(
+    series: History,
+) -> None:
+    assert one(series, 45, 15, value()) is None  # 45 - 15 = 30: the sample at 30 is out
+    assert one(series, 29.9, 15, value()) == 20.0  # 30 is after t: not yet seen
+    assert one(series, 45, 16, value()) == 60.0
+
+
+def test_value_ignores_a_window(series: History) -> None:
+    assert value(300).key == CPU
+    assert one(series, 30, 15, value(300)) == 60.0
+
+
+# --- AVG / MIN / MAX --------------------------------------------------------------------------
+
+
+def test_window_excludes_a_sample_at_t_minus_w_and_includes_one_at_t(series: History) -> None:
+    assert one(series, 30, 15, avg(30)) == 40.0  # (20 + 60) / 2; the sample at 0 is out
+    assert one(series, 30, 15, Term(Func.MIN, CPU, 30)) == 20.0
+    assert one(series, 30, 15, Term(Func.MAX, CPU, 30)) == 60.0
+    assert one(series, 30, 15, avg(30.5)) == 30.0  # now the sample at 0 is in
+
+
+def test_aggregate_without_window_covers_the_retained_samples(series: History) -> None:
+    assert one(series, 30, 15, avg()) == 30.0
+    assert one(series, 30, 15, avg(), retention=30) == 40.0
+    assert one(series, 30, 15, Term(Func.MIN, CPU), retention=30) == 20.0
+    assert one(series, 30, 15, Term(Func.MAX, CPU)) == 60.0
+
+
+def test_window_longer_than_retention_sees_retained_samples_only(series: History) -> None:
+    assert one(series, 30, 15, avg(3600), retention=30) == 40.0
+
+
+def test_aggregate_is_missing_without_a_sample_in_the_window(series: History) -> None:
+    assert one(series, 60, 15, avg(30)) is None  # window (30, 60]: empty
+    assert one(series, 60, 15, Term(Func.MAX, CPU, 30)) is None
+    assert one(series, 60, 15, avg(31)) == 60.0
+
+
+# --- DEVIATION_AVG ----------------------------------------------------------------------------
+
+
+def test_deviation_avg_compares_the_current_value_with_the_mean_of_older_samples(
+    series: History,
+) -> None:
+    assert one(series, 30, 15, dev_avg()) == pytest.approx(300.0)  # a = (10 + 20) / 2
+    assert one(series, 30, 15, dev_avg(30)) == pytest.approx(200.0)  # a = 20: 0 is out
+    assert one(series, 30, 15, dev_avg(45)) == pytest.approx(300.0)
+
+
+def test_deviation_avg_counts_older_samples_of_the_current_period(history: History) -> None:
+    # At t = 25 the current sample is the one at 25; the one at 20 is in the period but older.
+    history.append(
+        frame([(0.0, "c1", CPU, 10.0), (20.0, "c1", CPU, 30.0), (25.0, "c1", CPU, 40.0)])
+    )
+    for period in (10, 30):  # the sample at 0 before the period, then in it
+        assert one(history, 25, period, dev_avg()) == pytest.approx(100.0)  # a = (10 + 30) / 2
+        assert one(history, 25, period, dev_avg(10)) == pytest.approx(100 / 3)  # a = 30
+        assert one(history, 25, period, dev_avg(5)) is None  # only the current one in (20, 25]
+
+
+def test_deviation_avg_is_missing_without_current_value_base_or_with_zero_base(
+    history: History,
+) -> None:
+    history.append(
+        frame(
+            [
+                (0.0, "c1", CPU, -5.0),
+                (15.0, "c1", CPU, 5.0),
+                (30.0, "c1", CPU, 50.0),
+                (30.0, "only", CPU, 50.0),
+            ]
+        )
+    )
+    assert one(history, 30, 15, dev_avg()) is None  # a = (-5 + 5) / 2 == 0
+    assert one(history, 30, 15, dev_avg(30)) == pytest.approx(900.0)  # a = 5
+    assert one(history, 30, 15, dev_avg(), "only") is None  # nothing older
+    assert one(history, 44, 15, dev_avg()) is None  # a exists but the current value does not
+    assert one(history, 45, 15, dev_avg()) is None  # no current value: 30 is out of the period
+
+
+# --- DEVIATION_LAST ---------------------------------------------------------------------------
+
+
+def test_deviation_last_compares_with_the_newest_older_sample(series: History) -> None:
+    assert one(series, 30, 15, dev_last()) == pytest.approx(200.0)  # p = 20
+    assert one(series, 15, 15, dev_last()) == pytest.approx(100.0)  # p = 10
+
+
+def test_deviation_last_looks_past_gaps_within_retention(history: History) -> None:
+    history.append(frame([(0.0, "c1", CPU, 50.0), (60.0, "c1", CPU, 100.0)]))
+    assert one(history, 60, 15, dev_last()) == pytest.approx(100.0)
+    assert one(history, 60, 15, dev_last(), retention=61) == pytest.approx(100.0)
+    assert one(history, 60, 15, dev_last(), retention=60) is None  # the sample at 0 is gone
+
+
+def test_deviation_last_in_the_current_period(history: History) -> None:
+    history.append(
+        frame([(0.0, "c1", CPU, 10.0), (20.0, "c1", CPU, 30.0), (25.0, "c1", CPU, 40.0)])
+    )
+    for period in (10, 30):  # the sample at 0 before the period, then in it
+        assert one(history, 25, period, dev_last()) == pytest.approx(100 / 3)  # p = 30, not 10
+
+
+def test_deviation_last_is_missing_with_zero_or_no_previous_or_no_current(
+    history: History,
+) -> None:
+    history.append(
+        frame(
+            [
+                (15.0, "c1", CPU, 0.0),
+                (30.0, "c1", CPU, 50.0),
+                (30.0, "single", CPU, 50.0),
+            ]
+        )
+    )
+    assert one(history, 30, 15, dev_last()) is None  # p == 0
+    assert one(history, 30, 15, dev_last(), "single") is None  # only one sample
+    assert one(history, 45, 15, dev_last()) is None  # no current sample
+
+
+# --- the frame --------------------------------------------------------------------------------
+
+
+def test_several_entities_and_fields_in_one_call(history: History) -> None:
+    history.append(
+        frame(
+            [
+                (0.0, "h1", CPU, 40.0),
+                (0.0, "h1", "ram_percent", 70.0),
+                (15.0, "h1", CPU, 60.0),
+                (15.0, "h1", "ram_percent", 90.0),
+                (0.0, "c2", CPU, 5.0),
+                (15.0, "c2", "ram_percent", 10.0),
+                (15.0, "B", "latency", 1.0),  # upper case sorts first (code points)
+            ]
+        )
+    )
+    terms = [
+        Term(Func.VALUE, CPU),
+        Term(Func.AVG, "ram_percent", 60),
+        Term(Func.DEVIATION_LAST, CPU),
+        Term(Func.MAX, CPU, 60),
+        Term(Func.DEVIATION_AVG, "ram_percent", 60),
+        Term(Func.VALUE, CPU),  # a duplicate: one column
+        Term(Func.MIN, "never_sampled", 60),
+    ]
+    result = history.terms(15, 15, terms)
+    assert result.columns == [
+        "entity",
+        "cpu_percent",
+        "avg(ram_percent, 60s)",
+        "deviation_last(cpu_percent)",
+        "max(cpu_percent, 60s)",
+        "deviation_avg(ram_percent, 60s)",
+        "min(never_sampled, 60s)",
+    ]
+    assert result.schema["entity"] == pl.String
+    assert all(result.schema[column] == pl.Float64 for column in result.columns[1:])
+    assert result.rows() == [
+        ("B", None, None, None, None, None, None),
+        ("c2", None, 10.0, None, 5.0, None, None),
+        ("h1", 60.0, 80.0, pytest.approx(50.0), 60.0, pytest.approx(100 * 20 / 70), None),
+    ]
+
+
+def test_only_entities_with_a_retained_sample_are_listed(history: History) -> None:
+    history.append(frame([(0.0, "old", CPU, 1.0), (100.0, "new", "ram_percent", 1.0)]))
+    assert history.terms(100, 15, [value()])["entity"].to_list() == ["new", "old"]
+    assert history.terms(100, 15, [value()], retention=100)["entity"].to_list() == ["new"]
+    assert history.terms(50, 15, [value()])["entity"].to_list() == ["old"]  # 100 is after t
+
+
+def test_a_late_older_sample_does_not_hide_newer_ones(history: History) -> None:
+    history.append(frame([(100.0, "c1", CPU, 1.0)]))
+    history.append(frame([(0.0, "c1", CPU, 2.0)]))  # a backfill
+    assert history.terms(100, 15, [value()], retention=10).rows() == [("c1", 1.0)]
+    assert history.terms(50, 15, [avg()], retention=60).rows() == [("c1", 2.0)]
+
+
+def test_no_terms_gives_the_entity_column_only(series: History) -> None:
+    assert series.terms(30, 15, []).rows() == [("c1",)]
+
+
+def test_empty_history_gives_an_empty_frame_with_the_term_columns(history: History) -> None:
+    result = history.terms(30, 15, [value(), avg(60)])
+    assert result.height == 0
+    assert result.columns == ["entity", CPU, "avg(cpu_percent, 60s)"]
+
+
+# --- append -----------------------------------------------------------------------------------
+
+
+def test_append_drops_null_and_nan_values(history: History) -> None:
+    stored = history.append(
+        frame([(0.0, "c1", CPU, 10.0), (15.0, "c1", CPU, None), (30.0, "c1", CPU, math.nan)])
+    )
+    assert stored == 1
+    assert history.samples(-1, 100)["value"].to_list() == [10.0]
+    assert one(history, 30, 15, value()) is None  # a missing sample is no sample
+    assert one(history, 30, 30, value()) is None
+    assert one(history, 30, 31, value()) == 10.0
+
+
+def test_append_casts_integer_columns(history: History) -> None:
+    stored = history.append(
+        pl.DataFrame({"ts": [0, 15], "entity": "c1", "field": CPU, "value": [1, 2]})
+    )
+    assert stored == 2
+    assert one(history, 15, 15, avg()) == 1.5
+
+
+def test_a_sample_replaces_one_of_the_same_entity_field_and_ts(history: History) -> None:
+    history.append(
+        frame([(0.0, "c1", CPU, 10.0), (15.0, "c1", CPU, 20.0), (15.0, "c1", CPU, 30.0)])
+    )
+    assert one(history, 15, 15, value()) == 30.0  # the last of the batch wins
+    assert one(history, 15, 15, avg()) == 20.0  # and the other one does not count
+    assert history.append(frame([(15.0, "c1", CPU, 40.0), (15.0, "c2", CPU, 1.0)])) == 2
+    assert one(history, 15, 15, value()) == 40.0  # a later batch wins too
+    assert history.samples(-1, 100).rows() == [
+        (0.0, "c1", CPU, 10.0),
+        (15.0, "c1", CPU, 40.0),
+        (15.0, "c2", CPU, 1.0),
+    ]
+
+
+def test_append_rejects_a_missing_column_or_a_null_key(history: History) -> None:
+    with pytest.raises(ValueError, match="value"):
+        history.append(pl.DataFrame({"ts": [0.0], "entity": ["c1"], "field": [CPU]}))
+    with pytest.raises(ValueError, match="entity"):
+        history.append(frame([(0.0, None, CPU, 1.0)]))  # type: ignore[list-item]
+    assert history.samples(-1, 100).height == 0
+
+
+def test_append_of_nothing_stores_nothing(history: History) -> None:
+    assert history.append(frame([])) == 0
+    assert history.append(frame([(0.0, "c1", CPU, None)])) == 0
+    assert history.samples(-1, 100).height == 0
+
+
+# --- samples, prune, persistence --------------------------------------------------------------
+
+
+def test_samples_in_a_time_range_ordered_and_by_entity(history: History) -> None:
+    history.append(
+        frame(
+            [
+                (30.0, "c2", CPU, 3.0),
+                (15.0, "c2", "ram", 2.0),
+                (15.0, "c1", CPU, 1.0),
+                (15.0, "c2", CPU, 4.0),
+                (0.0, "c1", CPU, 0.0),
+            ]
+        )
+    )
+    assert history.samples(0, 30).rows() == [
+        (15.0, "c1", CPU, 1.0),
+        (15.0, "c2", CPU, 4.0),
+        (15.0, "c2", "ram", 2.0),
+        (30.0, "c2", CPU, 3.0),
+    ]
+    assert history.samples(-1, 15, ["c1"]).rows() == [(0.0, "c1", CPU, 0.0), (15.0, "c1", CPU, 1.0)]
+    assert history.samples(-1, 100, []).height == 0
+    assert history.samples(-1, 100).schema == pl.Schema(SAMPLE_SCHEMA)
+
+
+def test_prune_deletes_samples_up_to_and_including_before(series: History) -> None:
+    assert series.prune(15) == 2
+    assert series.samples(-1, 100)["ts"].to_list() == [30.0]
+    assert series.prune(15) == 0
+    assert one(series, 30, 15, dev_last()) is None  # the previous sample is gone
+    assert one(series, 30, 15, avg()) == 60.0
+
+
+def test_an_entity_whose_samples_are_all_pruned_is_no_longer_listed(history: History) -> None:
+    history.append(frame([(0.0, "c1", CPU, 1.0), (10.0, "c1", CPU, 2.0), (30.0, "c2", CPU, 3.0)]))
+    assert history.terms(30, 15, [value()])["entity"].to_list() == ["c1", "c2"]
+    assert history.prune(5) == 1
+    assert history.terms(30, 15, [value()])["entity"].to_list() == ["c1", "c2"]
+    assert history.prune(10) == 1
+    assert history.terms(30, 15, [value()])["entity"].to_list() == ["c2"]
+    history.append(frame([(20.0, "c1", CPU, 4.0)]))
+    assert history.terms(30, 15, [value()])["entity"].to_list() == ["c1", "c2"]
+
+
+def test_a_file_backed_history_persists_across_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "history.duckdb")
+    with History(path) as history:
+        history.append(frame([(0.0, "c1", CPU, 10.0), (15.0, "c1", CPU, 20.0)]))
+    with History(path) as history:
+        history.append(frame([(30.0, "c1", CPU, 60.0), (30.0, "c2", "ram", 1.0)]))
+        assert history.samples(-1, 100).height == 4
+        assert one(history, 30, 15, dev_avg()) == pytest.approx(300.0)
+    with History(path) as history:
+        assert history.terms(30, 15, [Term(Func.VALUE, "ram")]).rows() == [
+            ("c1", None),
+            ("c2", 1.0),
+        ]
+
+
+def test_a_term_named_entity_is_rejected(series: History) -> None:
+    with pytest.raises(ValueError, match="entity"):
+        series.terms(30, 15, [Term(Func.VALUE, "entity")])
+
+
+def test_non_finite_times_are_rejected(series: History) -> None:
+    with pytest.raises(ValueError, match="period"):
+        series.terms(30, math.inf, [value()])
+
+
+# --- the reference model ----------------------------------------------------------------------
+
+ENTITIES = ["a", "b", "c"]
+FIELDS = ["x", "y"]
+SLOTS = [5.0 * n for n in range(13)]  # 0 s to 60 s
+
+
+def reference(
+    batches: Sequence[Sequence[Row]],
+    pruned: float | None,
+    at: float,
+    period: float,
+    terms: Sequence[Term],
+    retention: float,
+) -> dict[str, dict[str, float | None]]:
+    """Term values computed the plain way, from the spec's definitions."""
+    stored: dict[tuple[str, str, float], float] = {}
+    for batch in batches:
+        for ts, entity, field, sample in batch:
+            if sample is not None:
+                stored[(entity, field, ts)] = sample  # the last appended wins
+    if pruned is not None:
+        stored = {key: sample for key, sample in stored.items() if key[2] > pruned}
+
+    def retained(entity: str, field: str) -> list[tuple[float, float]]:
+        return sorted(
+            (ts, v)
+            for (e, f, ts), v in stored.items()
+            if (e, f) == (entity, field) and at - retention < ts <= at
+        )
+
+    def compute(entity: str, term: Term) -> float | None:
+        points = retained(entity, term.field)
+        in_period = [(ts, v) for ts, v in points if ts > at - period]
+        current = in_period[-1] if in_period else None
+        window = retention if term.window is None else term.window
+        in_window = [v for ts, v in points if ts > at - window]
+        if term.func is Func.VALUE:
+            return current[1] if current else None
+        if term.func is Func.AVG:
+            return sum(in_window) / len(in_window) if in_window else None
+        if term.func is Func.MIN:
+            return min(in_window, default=None)
+        if term.func is Func.MAX:
+            return max(in_window, default=None)
+        if current is None:
+            return None
+        older = [(ts, v) for ts, v in points if ts < current[0]]
+        if term.func is Func.DEVIATION_AVG:
+            base_values = [v for ts, v in older if ts > at - window]
+            base = sum(base_values) / len(base_values) if base_values else None
+        else:
+            base = older[-1][1] if older else None
+        if base is None or base == 0:
+            return None
+        return (current[1] - base) / base * 100
+
+    present = sorted({e for (e, _, ts) in stored if at - retention < ts <= at})
+    return {entity: {term.key: compute(entity, term) for term in terms} for entity in present}
+
+
+def fives(low: int, high: int) -> st.SearchStrategy[float]:
+    """Multiples of 5 seconds in ``[low, high]``."""
+    return st.integers(low // 5, high // 5).map(lambda n: 5.0 * n)
+
+
+values = st.one_of(st.none(), st.integers(-4, 12).map(lambda n: n / 2))  # halves: exact sums
+rows = st.tuples(fives(0, 60), st.sampled_from(ENTITIES), st.sampled_from(FIELDS), values)
+dense_series = st.lists(values, min_size=len(SLOTS), max_size=len(SLOTS))
+dense_batch = st.tuples(*[dense_series for _ in ENTITIES[:2] for _ in FIELDS]).map(
+    lambda series: [
+        (ts, entity, field, value)
+        for (entity, field), column in zip(
+            [(entity, field) for entity in ENTITIES[:2] for field in FIELDS], series, strict=True
+        )
+        for ts, value in zip(SLOTS, column, strict=True)
+    ]
+)
+"""One batch with a value (or null) at every slot of every series of the entities a and b."""
+batches = st.tuples(dense_batch, st.lists(st.lists(rows, max_size=10), max_size=2)).map(
+    lambda parts: [parts[0], *parts[1]]
+)
+"""A dense batch, then up to two small batches of random rows (new samples or replacements)."""
+all_terms = st.builds(
+    Term,
+    st.sampled_from(list(Func)),
+    st.sampled_from(FIELDS),
+    st.one_of(st.none(), fives(5, 60)),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=batches,
+    pruned=st.one_of(st.none(), fives(0, 60)),
+    at=fives(0, 70),
+    period=fives(5, 30),
+    retention=fives(5, 80),
+    terms=st.lists(all_terms, min_size=1, max_size=8),
+)
+def test_terms_match_the_reference_model(
+    batches: list[list[Row]],
+    pruned: float | None,
+    at: float,
+    period: float,
+    retention: float,
+    terms: list[Term],
+) -> None:
+    with History() as history:
+        for batch in batches:
+            history.append(frame(batch))
+        if pruned is not None:
+            history.prune(pruned)
+        result = history.terms(at, period, terms, retention=retention)
+    expected = reference(batches, pruned, at, period, terms, retention)
+    keys = list(dict.fromkeys(term.key for term in terms))
+    assert result.columns == ["entity", *keys]
+    assert result["entity"].to_list() == list(expected)
+    for row in result.iter_rows(named=True):
+        for key in keys:
+            got, want = row[key], expected[row["entity"]][key]
+            if want is None:
+                assert got is None, (row["entity"], key)
+            else:
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (row["entity"], key)

@@ -7,6 +7,7 @@ host-wide CPU percentage with a division by the core count (bug 12); here every 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -150,7 +151,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         for kind, names in (("host", [h.name for h in self.hosts]), ("container", [c.name for c in self.containers])):
-            duplicates = sorted({n for n in names if names.count(n) > 1})
+            duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
             if duplicates:
                 raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
 

@@ -159,3 +159,48 @@ def test_streaks_carry_over_and_restart_after_an_action(policy):
     third = engine.cycle(30.0, INVENTORY, busy)
     assert third.evaluation("c1")["streak"] == 1 and third.evaluation("c2")["streak"] == 1
     assert third.actions == ()
+
+
+FIELDS = ("cpu", "ram")
+VALUES = st.one_of(st.none(), st.sampled_from([0.0, 5.0, 50.0, 95.0]))
+
+
+@st.composite
+def condition_rules(draw):
+    rules = []
+    for index in range(draw(st.integers(1, 8))):
+        scope = draw(st.sampled_from(list(Scope)))
+        targets = None if draw(st.booleans()) else (draw(st.sampled_from(TARGETS[scope])),)
+        field, op, threshold = draw(st.sampled_from(FIELDS)), draw(st.sampled_from([">", "<"])), draw(
+            st.sampled_from([10, 60]))
+        decision = draw(st.sampled_from([Decision.NONE, Decision.OVERWORK, Decision.UNDERWORK] if scope is Scope.HOST
+                                        else [Decision.NONE, Decision.REPLICATE, Decision.MIGRATE, Decision.STOP]))
+        from usm.engine.expressions import parse
+        rules.append(Rule(f"r{index}", scope, targets, parse(f"{field} {op} {threshold}"), "", decision,
+                          draw(st.integers(0, 1)), index))
+    return tuple(rules)
+
+
+@settings(max_examples=60, deadline=None)
+@given(condition_rules(), st.lists(st.lists(st.tuples(VALUES, VALUES), min_size=6, max_size=6), min_size=2, max_size=5))
+def test_the_incremental_working_memory_decides_like_a_fresh_one(policy_rules, cycles):
+    """Facts kept across cycles (only changes retracted and asserted) give exactly what a new
+    engine, rebuilt from the same state for every cycle, gives."""
+    from usm.engine.policy import Settings
+    from types import MappingProxyType
+
+    settings_ = Settings(streak=MappingProxyType({d: 1 for d in Decision if d is not Decision.NONE}),
+                         cooldown=MappingProxyType({Decision.REPLICATE: 30.0}))
+    policy = Policy(settings=settings_, rules=policy_rules)
+    kept = Engine(policy)
+    entities = HOSTS + [c for c, _ in CONTAINERS]
+    for index, values in enumerate(cycles):
+        frame = pl.DataFrame([(e, *v) for e, v in zip(entities, values)],
+                             schema={"entity": pl.String, "cpu": pl.Float64, "ram": pl.Float64}, orient="row")
+        fresh = Engine(policy, kept.state)
+        expected = fresh.cycle(index * 15.0, INVENTORY, frame)
+        actual = kept.cycle(index * 15.0, INVENTORY, frame)
+        assert actual.evaluations.to_dicts() == expected.evaluations.to_dicts()
+        assert actual.matches.to_dicts() == expected.matches.to_dicts()
+        assert actual.actions == expected.actions
+        assert actual.suppressed == expected.suppressed

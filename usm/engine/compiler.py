@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -40,15 +41,29 @@ class CompiledPolicy:
         """The generated CLIPS rules as one text, for reading and debugging."""
         return "\n\n".join(self.clips_rules)
 
-    def environment(self) -> clips.Environment:
-        """A fresh CLIPS environment with the decision program and this policy's rules."""
+    def environment(self, callbacks: Mapping[str, Callable[..., None]] | None = None) -> clips.Environment:
+        """A fresh CLIPS environment with the decision program and this policy's rules.
+        ``callbacks`` are the Python functions the rules call (``CALLBACKS`` names them);
+        missing ones do nothing."""
         env = QuietEnvironment()
+        for name in CALLBACKS:
+            env.define_function((callbacks or {}).get(name, _ignore), name)
         with resources.as_file(resources.files("usm.engine") / "decide.clp") as program:
             env.load(str(program))
         for construct in self.clips_rules:
             env.build(construct)
         env.reset()
         return env
+
+
+CALLBACKS = ("usm-match", "usm-winner", "usm-suppressed", "usm-action")
+
+
+_DEVNULL = os.open(os.devnull, os.O_WRONLY)
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 class QuietEnvironment(clips.Environment):
@@ -60,20 +75,19 @@ class QuietEnvironment(clips.Environment):
     cycles, so nothing accumulates). That message would land in the middle of the output of
     ``usm policy test``; it is sent to /dev/null instead, for the instant of the destruction."""
 
-    def __del__(self) -> None:
+    def __del__(self, _dup=os.dup, _dup2=os.dup2, _close=os.close, _null=_DEVNULL) -> None:  # noqa: B008
+        # Defaults bind what is needed, since builtins may be gone when this runs at shutdown.
         try:
             sys.stdout.flush()
-            saved = os.dup(1)
-        except (OSError, ValueError, AttributeError):
-            super().__del__()
-            return
+        except Exception:  # noqa: BLE001 (stdout may be closed)
+            pass
+        saved = _dup(1)
         try:
-            with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), 1)
-                super().__del__()
+            _dup2(_null, 1)
+            super().__del__()
         finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+            _dup2(saved, 1)
+            _close(saved)
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
@@ -113,7 +127,8 @@ def clips_rule(index: int, rule: Rule) -> str:
             level, extra = 3, f" (apps $? {_one_of(rule.targets or ())} $?)"
     return (
         f"(defrule rule-{index} {clips_string(rule.name)}\n"
-        f"  (judged (entity {entity}) (kind {kind}){extra} (matched $? {index} $?))\n"
+        f"  (logical (judged (entity {entity}) (kind {kind}){extra} (matched $? {index} $?)))\n"
         f"  =>\n"
-        f"  (assert (match (entity ?e) (rule {index}) (level {level}) (priority {rule.priority}))))"
+        f"  (assert (match (entity ?e) (rule {index}) (level {level}) (priority {rule.priority})))\n"
+        f"  (usm-match ?e {index} {level}))"
     )

@@ -1,18 +1,23 @@
 ;;; usm's decision program: the fixed part of every compiled policy (policy-spec §3 and §4).
 ;;;
-;;; A cycle runs in two phases on one CLIPS environment.
+;;; The working memory is kept from cycle to cycle: before each run, Python retracts and
+;;; asserts only the facts whose content changed, and Rete does the rest. Derived facts are
+;;; asserted under `logical` support, so they disappear with the facts they came from. Each
+;;; derivation also calls back into Python (`usm-match`, `usm-winner`, `usm-suppressed`,
+;;; `usm-action`), which is how the results leave CLIPS without scanning its fact list.
 ;;;
-;;; Phase 1, judge. Python asserts one `judged` fact for every entity whose term values made
-;;; at least one rule condition true (the condition tests run set-wise in polars: they are the
-;;; alpha part of the network). The compiled policy adds one defrule per policy rule that
-;;; checks the rule's scope and target against the entity and asserts a `match` with the
-;;; rule's precedence level. `winner` then picks, per entity, the match of the most specific
-;;; level, then the highest priority, then the rule loaded first.
+;;; Phase 1, judge. A `judged` fact stands for every entity whose term values made at least
+;;; one rule condition true (the condition tests run set-wise in polars: they are the alpha
+;;; part of the network). The compiled policy adds one defrule per policy rule that checks the
+;;; rule's scope and target against the entity and asserts a `match` with the rule's
+;;; precedence level. `winner` then picks, per entity, the match of the most specific level,
+;;; then the highest priority, then the rule loaded first.
 ;;;
-;;; Phase 2, select. Python asserts a `candidate` for every non-none decision whose streak
-;;; reached its threshold, with the facts the bounds and cooldowns need. The rules below
-;;; suppress what bounds or cooldowns forbid and choose at most one action per service (for
-;;; containers) or per host.
+;;; Phase 2, select. A `candidate` stands for every non-none decision whose streak reached its
+;;; threshold, beside the `bounds` of services, the `cooling` cooldowns and the `clock`. The
+;;; rules below suppress what bounds or cooldowns forbid and choose at most one action per
+;;; service (for containers) or per host. They depend on the clock, which changes every
+;;; cycle, so their conclusions are drawn afresh each cycle.
 
 (deftemplate judged
   (slot entity (type STRING))
@@ -35,12 +40,14 @@
 (defrule winner
   "The match that decides: most specific level, then highest priority, then loaded first."
   (declare (salience -10))
-  (match (entity ?e) (rule ?r) (level ?l) (priority ?p))
-  (not (match (entity ?e) (level ?l2&:(< ?l2 ?l))))
-  (not (match (entity ?e) (level ?l) (priority ?p2&:(> ?p2 ?p))))
-  (not (match (entity ?e) (level ?l) (priority ?p) (rule ?r2&:(< ?r2 ?r))))
+  (logical
+    (match (entity ?e) (rule ?r) (level ?l) (priority ?p))
+    (not (match (entity ?e) (level ?l2&:(< ?l2 ?l))))
+    (not (match (entity ?e) (level ?l) (priority ?p2&:(> ?p2 ?p))))
+    (not (match (entity ?e) (level ?l) (priority ?p) (rule ?r2&:(< ?r2 ?r)))))
   =>
-  (assert (winner (entity ?e) (rule ?r) (level ?l))))
+  (assert (winner (entity ?e) (rule ?r) (level ?l)))
+  (usm-winner ?e ?r ?l))
 
 ;;; --- phase 2 -------------------------------------------------------------------------------
 
@@ -74,35 +81,46 @@
 
 (defrule at-max-replicas
   (declare (salience 20))
-  (candidate (entity ?e) (kind container) (target ?s) (decision replicate))
-  (bounds (service ?s) (replicas ?n) (max ?m&:(> ?m 0)&:(>= ?n ?m)))
+  (logical
+    (clock)
+    (candidate (entity ?e) (kind container) (target ?s) (decision replicate))
+    (bounds (service ?s) (replicas ?n) (max ?m&:(> ?m 0)&:(>= ?n ?m))))
   (not (suppressed (entity ?e)))
   =>
-  (assert (suppressed (entity ?e)
-                      (reason (str-cat "max_replicas: " ?s " has " ?n " of at most " ?m " replicas")))))
+  (bind ?reason (str-cat "max_replicas: " ?s " has " ?n " of at most " ?m " replicas"))
+  (assert (suppressed (entity ?e) (reason ?reason)))
+  (usm-suppressed ?e ?reason))
 
 (defrule at-min-replicas
   (declare (salience 20))
-  (candidate (entity ?e) (kind container) (target ?s) (decision stop))
-  (bounds (service ?s) (replicas ?n) (min ?m&:(<= ?n ?m)))
+  (logical
+    (clock)
+    (candidate (entity ?e) (kind container) (target ?s) (decision stop))
+    (bounds (service ?s) (replicas ?n) (min ?m&:(<= ?n ?m))))
   (not (suppressed (entity ?e)))
   =>
-  (assert (suppressed (entity ?e)
-                      (reason (str-cat "min_replicas: " ?s " has " ?n " of at least " ?m " replicas")))))
+  (bind ?reason (str-cat "min_replicas: " ?s " has " ?n " of at least " ?m " replicas"))
+  (assert (suppressed (entity ?e) (reason ?reason)))
+  (usm-suppressed ?e ?reason))
 
 (defrule cooling-down
   (declare (salience 10))
-  (candidate (entity ?e) (kind ?k) (target ?t) (decision ?d))
-  (clock (now ?now))
-  (cooling (kind ?k) (target ?t) (decision ?d) (until ?u&:(< ?now ?u)))
+  (logical
+    (clock (now ?now))
+    (candidate (entity ?e) (kind ?k) (target ?t) (decision ?d))
+    (cooling (kind ?k) (target ?t) (decision ?d) (until ?u&:(< ?now ?u))))
   (not (suppressed (entity ?e)))
   =>
-  (assert (suppressed (entity ?e) (reason (str-cat "cooldown: " ?d " on " ?t " until " ?u)))))
+  (bind ?reason (str-cat "cooldown: " ?d " on " ?t " until " ?u))
+  (assert (suppressed (entity ?e) (reason ?reason)))
+  (usm-suppressed ?e ?reason))
 
 (defrule choose
   "At most one action per target: the best candidate that is not suppressed."
   (declare (salience -10))
-  (candidate (entity ?e) (kind ?k) (target ?t) (rank ?r) (priority ?p))
+  (logical
+    (clock)
+    (candidate (entity ?e) (kind ?k) (target ?t) (rank ?r) (priority ?p)))
   (not (suppressed (entity ?e)))
   (not (and (candidate (entity ?o&~?e) (kind ?k) (target ?t) (rank ?ro) (priority ?po))
             (not (suppressed (entity ?o)))
@@ -110,4 +128,5 @@
                       (and (= ?ro ?r) (> ?po ?p))
                       (and (= ?ro ?r) (= ?po ?p) (< (str-compare ?o ?e) 0))))))
   =>
-  (assert (action (entity ?e))))
+  (assert (action (entity ?e)))
+  (usm-action ?e))

@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-import clips
 import polars as pl
 
 from usm.engine.compiler import CompiledPolicy, compile_policy
+from usm.engine.memory import WorkingMemory
 from usm.engine.expressions import evaluate, terms as terms_of
 from usm.engine.inventory import Inventory
-from usm.engine.policy import Decision, Policy, Rule, Scope, container_level, host_level
+from usm.engine.policy import Decision, Policy, Rule, container_level, host_level
 from usm.engine.results import (
     EVALUATION_SCHEMA, Action, EngineState, Explanation, RuleVerdict, Suppression,
 )
@@ -106,17 +106,16 @@ def _level(rule: Rule, facts: dict[str, Any]) -> int | None:
 
 
 class Engine:
-    """A compiled policy plus the state that carries from cycle to cycle. Not thread-safe:
-    give each thread or process its own."""
+    """A compiled policy, its CLIPS working memory, and the state that carries from cycle to
+    cycle. Not thread-safe: give each thread or process its own."""
 
     def __init__(self, policy: Policy, state: EngineState | None = None) -> None:
-        self._compiled, self._env = self._compile(policy)
+        self._install(compile_policy(policy))
         self.state = state or EngineState()
 
-    @staticmethod
-    def _compile(policy: Policy) -> tuple[CompiledPolicy, clips.Environment]:
-        compiled = compile_policy(policy)
-        return compiled, compiled.environment()
+    def _install(self, compiled: CompiledPolicy) -> None:
+        memory = WorkingMemory(compiled)
+        self._compiled, self._memory, self._alpha = compiled, memory, _EMPTY_ALPHA
 
     @property
     def policy(self) -> Policy:
@@ -129,8 +128,7 @@ class Engine:
     def replace(self, policy: Policy) -> None:
         """Put a new policy in force for the next cycle, atomically: if it does not compile, the
         old one stays and the error propagates. Streaks and cooldowns carry over."""
-        compiled, env = self._compile(policy)
-        self._compiled, self._env = compiled, env
+        self._install(compile_policy(policy))
 
     def simulate(self, at: float, inventory: Inventory, batch: pl.DataFrame) -> pl.DataFrame:
         """The samples of this cycle with the policy's simulated metrics applied (§6)."""
@@ -139,21 +137,24 @@ class Engine:
     def cycle(self, at: float, inventory: Inventory, terms: pl.DataFrame) -> Cycle:
         """Judge every host and container of ``inventory`` at time ``at`` on ``terms`` (a frame
         with an ``entity`` column and one column per term key, as the history returns it)."""
-        result = decide(self._compiled, self._env, at, inventory, terms, self.state)
-        self.state = result.state
-        return result
+        at = float(at)
+        compiled, memory = self._compiled, self._memory
+        policy = compiled.policy
+        facts = _facts(compiled, inventory, terms)
+        alpha = _alpha(compiled, facts)
+        changed, removed = _changes(self._alpha, alpha)
+        memory.judge(changed.iter_rows(), removed)
+        self._alpha = alpha
+        matches, winners = _results(policy, memory)
+        evaluations = _streaks(policy, facts, winners, self.state)
+        actions, suppressed = _select(policy, memory, at, inventory, evaluations, self.state)
+        self.state = _next_state(policy, at, evaluations, actions, self.state)
+        return Cycle(at, evaluations, matches, actions, suppressed, self.state, facts, policy)
 
 
-def decide(compiled: CompiledPolicy, env: clips.Environment, at: float, inventory: Inventory,
-           terms: pl.DataFrame, state: EngineState) -> Cycle:
-    """The cycle as a function of its inputs; ``env`` is scratch space, reset on entry."""
-    policy = compiled.policy
-    facts = _facts(compiled, inventory, terms)
-    matches, winners = _judge(compiled, env, facts)
-    evaluations = _streaks(policy, facts, winners, state)
-    actions, suppressed = _select(policy, env, at, inventory, evaluations, state)
-    new_state = _next_state(policy, at, evaluations, actions, state, inventory)
-    return Cycle(at, evaluations, matches, actions, suppressed, new_state, facts, policy)
+_ALPHA_SCHEMA = {"entity": pl.String, "kind": pl.String, "service": pl.String, "apps": pl.List(pl.String),
+                 "matched": pl.List(pl.Int64)}
+_EMPTY_ALPHA = pl.DataFrame(schema=_ALPHA_SCHEMA)
 
 
 def _facts(compiled: CompiledPolicy, inventory: Inventory, terms: pl.DataFrame) -> pl.DataFrame:
@@ -166,41 +167,40 @@ def _facts(compiled: CompiledPolicy, inventory: Inventory, terms: pl.DataFrame) 
     return facts.with_columns(*missing, *(pl.col(k).cast(pl.Float64).fill_nan(None) for k in present))
 
 
-def _judge(compiled: CompiledPolicy, env: clips.Environment, facts: pl.DataFrame
-           ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Alpha in polars, then scope, target and precedence in CLIPS."""
+def _alpha(compiled: CompiledPolicy, facts: pl.DataFrame) -> pl.DataFrame:
+    """Every entity with the indices of the rules (of its kind) whose condition is true."""
     is_host = pl.col("kind") == "host"
-    hits = [pl.when(is_host & cond).then(pl.lit(i)) for i, cond in compiled.host_alpha] + \
-           [pl.when(~is_host & cond).then(pl.lit(i)) for i, cond in compiled.container_alpha]
-    policy = compiled.policy
-    if hits:
-        alpha = facts.select("entity", "kind", "service", "apps",
-                             pl.concat_list(hits).list.drop_nulls().alias("matched"))
-        alpha = alpha.filter(pl.col("matched").list.len() > 0)
-    else:
-        alpha = pl.DataFrame()
-    env.reset()
-    judged = env.find_template("judged")
-    host, container = clips.Symbol("host"), clips.Symbol("container")
-    for entity, kind, service, apps, matched in alpha.iter_rows():
-        judged.assert_fact(entity=entity, kind=host if kind == "host" else container, service=service or "",
-                           apps=apps, matched=matched)
-    env.run()
-    match_rows, winner_rows = [], []
-    for fact in env.facts():
-        name = fact.template.name
-        if name == "match":
-            rule = policy.rules[fact["rule"]]
-            match_rows.append((fact["entity"], rule.name, fact["level"], rule.priority, rule.then.value))
-        elif name == "winner":
-            rule = policy.rules[fact["rule"]]
-            winner_rows.append((fact["entity"], rule.name, fact["level"], rule.then.value))
+    hits = [pl.when(is_host & cond).then(pl.lit(i, dtype=pl.Int64)) for i, cond in compiled.host_alpha] + \
+           [pl.when(~is_host & cond).then(pl.lit(i, dtype=pl.Int64)) for i, cond in compiled.container_alpha]
+    matched = pl.concat_list(hits).list.drop_nulls() if hits else pl.lit([], dtype=pl.List(pl.Int64))
+    return facts.select("entity", "kind", "service", "apps", matched.alias("matched")).cast(_ALPHA_SCHEMA)
+
+
+def _changes(before: pl.DataFrame, now: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The rows of ``now`` whose content differs from ``before`` (new entities included; rows
+    that matched nothing, then or now, left out), and the entities that disappeared."""
+    joined = now.join(before, on="entity", how="left", suffix="_before")
+    differs = pl.lit(False)
+    for column in ("kind", "service", "apps", "matched"):
+        differs = differs | pl.col(column).ne_missing(pl.col(f"{column}_before"))
+    relevant = (pl.col("matched").list.len() > 0) | (pl.col("matched_before").list.len().fill_null(0) > 0)
+    changed = joined.filter(differs & relevant).select(now.columns)
+    removed = before.join(now, on="entity", how="anti")["entity"].to_list()
+    return changed, removed
+
+
+def _results(policy: Policy, memory: WorkingMemory) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The matches and winners CLIPS derived, as frames."""
+    rules = policy.rules
+    winner_rows = [(e, rules[r].name, level, rules[r].then.value) for e, (r, level) in memory.winners.items()]
     winners = pl.DataFrame(winner_rows, schema={"entity": pl.String, "rule": pl.String, "level": pl.Int32,
                                                 "decision": pl.String}, orient="row")
+    match_rows = [(e, rules[r].name, level, rules[r].priority, rules[r].then.value,
+                   memory.winners.get(e, (None, None))[0] == r)
+                  for e, found in memory.matches.items() for r, level in found.items()]
     matches = pl.DataFrame(match_rows, schema={"entity": pl.String, "rule": pl.String, "level": pl.Int32,
-                                               "priority": pl.Int64, "decision": pl.String}, orient="row")
-    matches = matches.join(winners.select("entity", "rule", winner=pl.lit(True)), on=["entity", "rule"],
-                           how="left").with_columns(pl.col("winner").fill_null(False)).sort("entity", "level", "rule")
+                                               "priority": pl.Int64, "decision": pl.String, "winner": pl.Boolean},
+                           orient="row").sort("entity", "level", "rule")
     return matches, winners
 
 
@@ -223,52 +223,38 @@ def _streaks(policy: Policy, facts: pl.DataFrame, winners: pl.DataFrame, state: 
     )
 
 
-def _select(policy: Policy, env: clips.Environment, at: float, inventory: Inventory, evaluations: pl.DataFrame,
+def _select(policy: Policy, memory: WorkingMemory, at: float, inventory: Inventory, evaluations: pl.DataFrame,
             state: EngineState) -> tuple[tuple[Action, ...], tuple[Suppression, ...]]:
-    candidates = evaluations.filter(pl.col("candidate"))
-    if candidates.is_empty():
-        return (), ()
-    env.reset()
     priority = {r.name: r.priority for r in policy.rules}
-    candidate = env.find_template("candidate")
-    by_entity = {}
+    candidates: dict[str, tuple[Any, ...]] = {}
+    rows: dict[str, tuple[str | None, Decision, str, str]] = {}  # entity -> (container, decision, target, rule)
     services = set()
-    for row in candidates.iter_rows(named=True):
-        decision = Decision(row["decision"])
-        target = row["service"] if row["kind"] == "container" else row["entity"]
-        services.add(row["service"])
-        by_entity[row["entity"]] = (row, decision, target)
-        candidate.assert_fact(entity=row["entity"], kind=clips.Symbol(row["kind"]), target=target,
-                              decision=clips.Symbol(decision.value), rank=DECISION_RANK[decision],
-                              priority=priority[row["rule"]])
-    bounds = env.find_template("bounds")
-    for name in sorted(s for s in services if s is not None):
+    for entity, kind, service, decision_name, rule in evaluations.filter(pl.col("candidate")).select(
+            "entity", "kind", "service", "decision", "rule").iter_rows():
+        decision = Decision(decision_name)
+        target = service if kind == "container" else entity
+        if kind == "container":
+            services.add(service)
+        candidates[entity] = (kind, target, decision.value, DECISION_RANK[decision], priority[rule])
+        rows[entity] = (entity if kind == "container" else None, decision, target, rule)
+    bounds = {}
+    for name in services:
         service = inventory.service_by_name[name]
-        bounds.assert_fact(service=name, replicas=inventory.replicas[name], min=service.min_replicas,
-                           max=service.max_replicas)
-    cooling = env.find_template("cooling")
-    for (kind, target, decision), until in state.cooldowns.items():
-        cooling.assert_fact(kind=clips.Symbol(kind), target=target, decision=clips.Symbol(decision), until=until)
-    env.find_template("clock").assert_fact(now=float(at))
-    env.run()
-    actions, suppressed = [], []
-    for fact in env.facts():
-        name = fact.template.name
-        if name not in ("action", "suppressed"):
-            continue
-        row, decision, target = by_entity[fact["entity"]]
-        container = row["entity"] if row["kind"] == "container" else None
-        if name == "action":
-            actions.append(Action(at, decision, target, row["rule"], container))
-        else:
-            suppressed.append(Suppression(at, decision, target, row["entity"], row["rule"], fact["reason"]))
+        bounds[name] = (inventory.replicas[name], service.min_replicas, service.max_replicas)
+    selection = memory.select(at, candidates, bounds, dict(state.cooldowns))
+    actions = []
+    for entity in selection.actions:
+        container, decision, target, rule = rows[entity]
+        actions.append(Action(at, decision, target, rule, container))
+    suppressed = [Suppression(at, rows[e][1], rows[e][2], e, rows[e][3], reason)
+                  for e, reason in selection.suppressed.items()]
     actions.sort(key=lambda a: (a.container is None, a.target))
-    suppressed.sort(key=lambda s: (s.target, s.entity))
+    suppressed.sort(key=lambda x: (x.target, x.entity))
     return tuple(actions), tuple(suppressed)
 
 
 def _next_state(policy: Policy, at: float, evaluations: pl.DataFrame, actions: tuple[Action, ...],
-                state: EngineState, inventory: Inventory) -> EngineState:
+                state: EngineState) -> EngineState:
     """Streaks restart after an action (§4): every container of the service, or the host.
     A restarted streak is stored as 0, so that the next cycle counts 1 whatever it decides."""
     services = [a.target for a in actions if a.container is not None]
@@ -286,4 +272,4 @@ def _next_state(policy: Policy, at: float, evaluations: pl.DataFrame, actions: t
     return replace(state, streaks=streaks, cooldowns=MappingProxyType(cooldowns))
 
 
-__all__ = ["Cycle", "Engine", "decide", "entity_frame", "Scope"]
+__all__ = ["Cycle", "Engine", "entity_frame"]

@@ -49,8 +49,9 @@ class ControlLoop:
         terms = self.history.terms(at, settings.period, self.engine.compiled.terms, settings.retention)
         cycle = self.engine.cycle(at, observation.inventory, terms)
         failures = [FailedContainer(f.container, f.service, f.host, f.lineage) for f in observation.failures]
+        options = observation.options or self.options
         planned, self.planner = plan_cycle(at, cycle.actions, observation.cluster, observation.services,
-                                           observation.requests, failures, self.planner, self.options)
+                                           observation.requests, failures, self.planner, options)
         outcomes = tuple(self._execute(item, at) for item in planned)
         if self.log is not None:
             self.log.write(cycle_records(cycle, planned, outcomes))

@@ -16,7 +16,7 @@ import polars as pl
 
 from usm.engine.inventory import Inventory
 from usm.geo.sphere import Coordinates
-from usm.placement.model import Cluster, ServiceSpec
+from usm.placement.model import Cluster, PlacementOptions, ServiceSpec
 
 # (coordinates of a group of callers, number of requests they made)
 RequestLocations = Mapping[str, Sequence[tuple[Coordinates, float]]]
@@ -42,6 +42,7 @@ class Observation:
     requests: RequestLocations  # service -> where its callers were, over the request window
     services: tuple[ServiceSpec, ...] = ()  # every service's demand and minimum replicas
     failures: tuple[Failure, ...] = ()  # containers that failed since the last cycle
+    options: PlacementOptions | None = None  # the world's own bounds (launch capacity, host limits), if any
 
 
 @dataclass(frozen=True)

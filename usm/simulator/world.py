@@ -764,7 +764,8 @@ class World:
             samples = apply_simulated_metrics(policy, inventory, at, samples)
         failures, self._failures = tuple(self._failures), []
         return Observation(inventory=inventory, cluster=self.cluster(), samples=samples,
-                           requests=self._requests(load), services=self._service_specs(load), failures=failures)
+                           requests=self._requests(load), services=self._service_specs(load), failures=failures,
+                           options=self.placement_options())
 
     def samples(self) -> pl.DataFrame:
         """One sample per running container and host and field, at the current time."""

@@ -17,8 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: venv
-	$(BIN)/usm policy check policies
-	$(BIN)/usm policy test policies/tests/*.yaml --coverage
+	$(BIN)/usm simulate sock-shop --policy policies --out out/sock-shop
 
 test: venv
 	$(BIN)/usm policy test policies/tests/*.yaml --junit $(VENV)/policy-tests.xml
@@ -30,6 +29,7 @@ lint: venv
 bench: venv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
 	$(BIN)/python bench/engine_cycle.py
+	$(BIN)/python bench/simulate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -116,6 +116,15 @@ class Engine:
     def _install(self, compiled: CompiledPolicy) -> None:
         memory = WorkingMemory(compiled)
         self._compiled, self._memory, self._alpha = compiled, memory, _EMPTY_ALPHA
+        self._entities: tuple[Inventory | None, pl.DataFrame | None] = (None, None)
+
+    def _entity_frame(self, inventory: Inventory) -> pl.DataFrame:
+        """``entity_frame(inventory)``, remembered while the caller passes the same inventory."""
+        known, frame = self._entities
+        if known is not inventory or frame is None:
+            frame = entity_frame(inventory)
+            self._entities = (inventory, frame)
+        return frame
 
     @property
     def policy(self) -> Policy:
@@ -140,7 +149,7 @@ class Engine:
         at = float(at)
         compiled, memory = self._compiled, self._memory
         policy = compiled.policy
-        facts = _facts(compiled, inventory, terms)
+        facts = _facts(compiled, self._entity_frame(inventory), terms)
         alpha = _alpha(compiled, facts)
         changed, removed = _changes(self._alpha, alpha)
         memory.judge(changed.iter_rows(), removed)
@@ -157,12 +166,12 @@ _ALPHA_SCHEMA = {"entity": pl.String, "kind": pl.String, "service": pl.String, "
 _EMPTY_ALPHA = pl.DataFrame(schema=_ALPHA_SCHEMA)
 
 
-def _facts(compiled: CompiledPolicy, inventory: Inventory, terms: pl.DataFrame) -> pl.DataFrame:
+def _facts(compiled: CompiledPolicy, entities: pl.DataFrame, terms: pl.DataFrame) -> pl.DataFrame:
     keys = [t.key for t in compiled.terms]
     present = [k for k in keys if k in terms.columns]
     values = terms.select(["entity", *present]) if "entity" in terms.columns else pl.DataFrame(
         schema={"entity": pl.String})
-    facts = entity_frame(inventory).join(values, on="entity", how="left")
+    facts = entities.join(values, on="entity", how="left")
     missing = [pl.lit(None, dtype=pl.Float64).alias(k) for k in keys if k not in present]
     return facts.with_columns(*missing, *(pl.col(k).cast(pl.Float64).fill_nan(None) for k in present))
 

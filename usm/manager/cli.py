@@ -72,3 +72,68 @@ def policy_test(files: tuple[Path, ...], junit: Path | None, coverage: bool) -> 
         junit.write_bytes(report.junit_xml(results))
     console.print(report.summary(results), markup=False)
     sys.exit(report.exit_status(results))
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
+              help="The policy directory (default: the scenario's, else ./policies).")
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write the report (default: out/<scenario>).")
+def simulate(scenario: str, policy_path: Path | None, seed: int | None, out: Path | None) -> None:
+    """Run SCENARIO (a file, or a bundled name such as sock-shop) in the dry-run simulator:
+    the real engine, placement and control loop on a simulated world and a virtual clock."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from usm.simulator.report import write_report
+    from usm.simulator.run import simulate as run_simulation
+    from usm.simulator.scenario import load_scenario
+
+    console = Console(highlight=False)
+    try:
+        loaded = load_scenario(scenario)
+        path = policy_path or loaded.policy or Path("policies")
+        policy_ = load_policy(path, period=loaded.tick)
+    except InvalidSource as invalid:
+        for problem in invalid.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(2)
+    out = out or Path("out") / loaded.name
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} ticks"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"simulating {loaded.name}", total=loaded.ticks)
+        result = run_simulation(loaded, policy_, seed=seed, out=out,
+                                progress=lambda done, total: progress.update(task, completed=done))
+    summary = write_report(out, scenario_name=loaded.name, policy_digest=policy_.digest, seed=result.seed,
+                           timeline=result.timeline, replicas=result.replicas, actions=result.actions,
+                           snapshot=result.final, initial_snapshot=result.initial)
+    console.print(summary_table(summary, f"{loaded.name}: policy {policy_.digest}, seed {result.seed}"))
+    console.print(f"report: {out / 'index.html'}")
+
+
+SUMMARY = (
+    ("simulated time", ("duration_s",), "{:,.0f} s"),
+    ("cloud cost", ("cost", "total_usd"), "{:,.2f} USD"),
+    ("replicas (mean, max)", (("replicas", "mean_total"), ("replicas", "max_total")), "{:,.1f}, {:,.0f}"),
+    ("client-to-replica distance (mean, p95)", (("distance_km", "mean"), ("distance_km", "p95_mean")),
+     "{:,.0f} km, {:,.0f} km"),
+    ("overloaded container-minutes", ("overloaded_container_minutes",), "{:,.1f}"),
+    ("actions (total, per hour)", (("actions", "total"), ("actions", "per_hour")), "{:,.0f}, {:,.1f}"),
+    ("hosts, containers at the end", (("final", "hosts"), ("final", "containers")), "{:,.0f}, {:,.0f}"),
+)
+
+
+def summary_table(summary: dict, title: str) -> Table:
+    """The few KPIs a newcomer looks at first; kpis.json has all of them."""
+    def get(path: tuple[str, ...]) -> float:
+        value: object = summary
+        for key in path:
+            value = value.get(key, {}) if isinstance(value, dict) else {}
+        return float(value) if isinstance(value, (int, float)) else float("nan")
+
+    table = Table("KPI", "value", title=title)
+    for label, paths, template in SUMMARY:
+        paths = paths if isinstance(paths[0], tuple) else (paths,)
+        table.add_row(label, template.format(*(get(p) for p in paths)))
+    return table

@@ -7,7 +7,8 @@ cluster before the next one is planned, so two steps never count on the same roo
    10 minutes, see ``usm.placement.recovery``);
 2. the engine's actions, in the order the engine gives them;
 3. minimum replicas, every cycle, for every service (the original only enforced them as a side
-   effect of some other decision, bug 16).
+   effect of some other decision, bug 16); a service with no replica and no caller goes near the
+   centre of the running hosts.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Union
 
 from usm.engine.policy import Decision
 from usm.engine.results import Action
-from usm.geo.sphere import Coordinates, weighted_centroid
+from usm.geo.sphere import Coordinates, centroid, weighted_centroid
 from usm.placement.model import (
-    DEFAULT_OPTIONS, NOTHING, Cluster, ContainerDemand, PlacementOptions, Resources, ServiceSpec,
+    DEFAULT_OPTIONS, NOTHING, RECEIVING_STATES, Cluster, ContainerDemand, PlacementOptions, Resources, ServiceSpec,
 )
 from usm.placement.plans import (
     DrainHost, MoveContainer, NoPlan, PlaceReplica, RestoreContainer, StopContainer, StopHost, TerminateHost,
@@ -85,15 +86,19 @@ def plan_cycle(
         planned.append(Planned(f"recovery of {failed.container} ({failed.service})", step))
         cluster = _after(cluster, step, demand)
 
+    draining: frozenset[str] = frozenset()
     for action in actions:
-        step = _plan_action(action, cluster, callers, demand, options)
+        step = _plan_action(action, cluster, callers, demand, options, draining)
+        if isinstance(step, DrainHost):
+            draining |= {step.host}
         why = f"{action.action.value} {action.target}" + \
             (f" (container {action.container}, rule {action.rule})" if action.container else f" (rule {action.rule})")
         planned.append(Planned(why, step))
         cluster = _after(cluster, step, demand)
 
     skip = tracker.services_given_up(at)
-    for step in plan_minimum_replicas(cluster, services, options, callers, skip=skip):
+    anywhere = centroid([h.location for h in cluster.hosts if h.state in RECEIVING_STATES])
+    for step in plan_minimum_replicas(cluster, services, options, callers, anywhere, skip):
         planned.append(Planned("minimum replicas" + (f" of {step.service}" if isinstance(step, PlaceReplica) else ""),
                                step))
         cluster = _after(cluster, step, demand)
@@ -101,11 +106,15 @@ def plan_cycle(
 
 
 def _plan_action(action: Action, cluster: Cluster, callers: Mapping[str, Coordinates],
-                 demand: Mapping[str, Resources], options: PlacementOptions) -> Step | NoPlan:
+                 demand: Mapping[str, Resources], options: PlacementOptions, draining: frozenset[str]) -> Step | NoPlan:
+    """``draining``: hosts that earlier steps of this cycle drain; nothing moves onto them, and a
+    host that receives containers in this cycle is not drained."""
     if action.action is Decision.OVERWORK:
         return plan_overwork(cluster, action.target, options, callers)
     if action.action is Decision.UNDERWORK:
-        return plan_underwork(cluster, action.target, options, callers)
+        if any(c.starting for c in cluster.containers_on(action.target)):
+            return NoPlan(f"underwork of {action.target}: it receives containers in this cycle")
+        return plan_underwork(cluster, action.target, options, callers, exclude=draining)
     try:
         container = cluster.container(action.container or "")
     except KeyError:

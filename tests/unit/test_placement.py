@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from unittest.mock import patch
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from usm.geo import Coordinates, cloud_region, distance_m
+from usm.geo.arrays import distances_to
 from usm.placement import (
     NOTHING,
     ArmSupportStop,
@@ -696,3 +699,106 @@ def test_a_drain_never_overfills_a_host_nor_uses_the_drained_one(specs, demands)
             added[move.host] = added.get(move.host, 0.0) + cluster.container(move.container).demand.cpu
         for name, extra in added.items():
             assert has_room(cluster.host(name).total, cluster.load(name), cpu(extra), PlacementOptions())
+
+
+# --- indexed cluster -------------------------------------------------------------------------------------------
+
+PLACES = [LISBON, MADRID, PARIS, Coordinates(LISBON.latitude + 1e-7, LISBON.longitude), SYDNEY]
+HOST_NAMES = ["a", "b", "c", "d", "e"]
+CHANGES = st.one_of(
+    st.tuples(
+        st.just("add"),
+        st.sampled_from(["x", "y", "z", "web0", "web1"]),  # "web0", "web1" are already in the cluster
+        st.sampled_from([*HOST_NAMES, "gone"]),
+        st.sampled_from(["web", "db"]),
+        st.floats(0, 2),
+        st.booleans(),
+    ),
+    st.tuples(st.just("remove"), st.sampled_from(["x", "y", "web0", "web1", "db0", "nothing"])),
+    st.tuples(st.just("state"), st.sampled_from([*HOST_NAMES, "gone"]), st.sampled_from(list(HostState))),
+)
+
+
+def fresh_cluster(states: list[HostState]) -> Cluster:
+    return Cluster(
+        tuple(host(n, PLACES[i], used=cpu(0.5), state=s) for i, (n, s) in enumerate(zip(HOST_NAMES, states))),
+        (
+            container("web1", "a", cpu(1.0), starting=True),
+            container("web0", "b", cpu(0.5)),
+            container("db0", "a", cpu(0.25), starting=True),
+            container("db1", "gone", cpu(0.5), starting=True),
+        ),
+    )
+
+
+def assert_answers_like_a_fresh_copy(cluster: Cluster) -> None:
+    fresh = Cluster(cluster.hosts, cluster.containers, cluster.cloud_regions)
+    assert cluster == fresh
+    for name in [*HOST_NAMES, "gone"]:
+        assert cluster.has_host(name) == fresh.has_host(name)
+        assert cluster.containers_on(name) == fresh.containers_on(name)
+        if fresh.has_host(name):
+            assert repr(cluster.load(name)) == repr(fresh.load(name))  # bit for bit
+    for service in ["web", "db", "none"]:
+        assert cluster.replicas(service) == fresh.replicas(service)
+    for state in HostState:
+        assert cluster.hosts_in(state) == fresh.hosts_in(state)
+    for c in fresh.containers:
+        assert cluster.container(c.name) == c
+    with pytest.raises(KeyError):
+        cluster.container("nothing")
+
+
+@given(
+    st.lists(st.sampled_from(list(HostState)), min_size=5, max_size=5),
+    st.lists(st.tuples(CHANGES, st.booleans()), max_size=12),
+)
+def test_derived_clusters_answer_like_freshly_built_ones(states, changes) -> None:
+    """After any sequence of with_container / without_container / with_host_state, each asked with its parent's
+    indexes built or not, the derived cluster answers every query exactly like the same cluster built afresh."""
+    cluster = fresh_cluster(states)
+    for change, look_first in changes:
+        if look_first:
+            assert_answers_like_a_fresh_copy(cluster)  # builds the indexes the next change derives from
+        if change[0] == "add":
+            _, name, on, service, demand, starting = change
+            added = ContainerDemand(name, service, on, cpu(demand), starting=starting)
+            if any(c.name == name for c in cluster.containers):
+                with pytest.raises(ValueError, match=f"duplicate container names: {name}"):
+                    cluster.with_container(added)
+                continue
+            cluster = cluster.with_container(added)
+        elif change[0] == "remove":
+            cluster = cluster.without_container(change[1])
+        else:
+            cluster = cluster.with_host_state(change[1], change[2])
+    assert_answers_like_a_fresh_copy(cluster)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PLACES), st.floats(-1e-4, 1e-4), st.floats(-60, 60), st.floats(-180, 180)),
+        max_size=10,
+    ),
+    st.one_of(st.sampled_from(PLACES), st.builds(Coordinates, st.floats(-90, 90), st.floats(-180, 180))),
+    st.sets(st.integers(0, 9)),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_closest_host_is_the_closest_wanted_host_by_distance_then_name(spots, near, wanted, anywhere, seed) -> None:
+    """``Cluster.closest_host`` ranks hosts by numpy's distances but answers with ``distance_m``'s: the same host
+    and distance as a plain minimum, among hosts metres apart or at the very same place, even when the ranking's
+    distances are off by several metres (numpy's sines may differ from ``math``'s in the last bit)."""
+    hosts = tuple(
+        host(
+            f"h{len(spots) - i}",
+            Coordinates(lat, lon) if anywhere else Coordinates(place.latitude + nudge, place.longitude),
+        )
+        for i, (place, nudge, lat, lon) in enumerate(spots)
+    )
+    noise = np.random.default_rng(seed).uniform(-5.0, 5.0, len(hosts))
+    expected = min(((distance_m(h.location, near), h.name) for h in hosts if int(h.name[1:]) in wanted), default=None)
+    for ranking in (distances_to, lambda lat, lon, target: distances_to(lat, lon, target) + noise):
+        with patch("usm.placement.model.distances_to", ranking):
+            best = Cluster(hosts).closest_host(near, lambda h: int(h.name[1:]) in wanted)
+        assert (None if best is None else (best[1], best[0].name)) == expected

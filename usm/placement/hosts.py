@@ -13,9 +13,7 @@ Fixes against the original (§4.2, §13 items 12-14):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from usm.geo.regions import nearest_cloud_region
+from usm.geo.regions import CloudRegion
 from usm.geo.sphere import Coordinates, distance_m
 from usm.placement.model import (
     DEFAULT_OPTIONS,
@@ -43,22 +41,16 @@ def _within(amount: float, capacity: float, percent: float) -> bool:
 def has_room(total: Resources, load: Resources, demand: Resources, options: PlacementOptions) -> bool:
     """Whether ``demand`` fits on a host of capacity ``total`` already carrying ``load``: after adding it, cpu,
     ram and disk each stay at or below the allowed share of the capacity (being exactly at the limit fits)."""
-    after = load + demand
-    return (
-        _within(after.cpu, total.cpu, options.max_cpu_percent)
-        and _within(after.ram, total.ram, options.max_ram_percent)
-        and _within(after.disk, total.disk, options.max_disk_percent)
+    return (  # load + demand, field by field (without building a Resources on this hot path)
+        _within(load.cpu + demand.cpu, total.cpu, options.max_cpu_percent)
+        and _within(load.ram + demand.ram, total.ram, options.max_ram_percent)
+        and _within(load.disk + demand.disk, total.disk, options.max_disk_percent)
     )
 
 
 def fits(cluster: Cluster, host: str, demand: Resources, options: PlacementOptions = DEFAULT_OPTIONS) -> bool:
     """Whether ``demand`` fits on the named host, counting the containers already starting there."""
     return has_room(cluster.host(host).total, cluster.load(host), demand, options)
-
-
-def _closest(hosts: Iterable[HostCapacity], near: Coordinates) -> tuple[HostCapacity, float] | None:
-    ranked = sorted((distance_m(h.location, near), h.name, h) for h in hosts)
-    return (ranked[0][2], ranked[0][0]) if ranked else None
 
 
 def closest_capable_host(
@@ -70,13 +62,33 @@ def closest_capable_host(
 ) -> UseHost | None:
     """The running (or already starting) host closest to ``near`` that fits ``demand``, not in ``exclude``;
     ties by name. ``None`` when none fits."""
-    capable = (
-        h
-        for h in cluster.hosts
-        if h.state in RECEIVING_STATES and h.name not in exclude and fits(cluster, h.name, demand, options)
+
+    def capable(h: HostCapacity) -> bool:
+        return h.state in RECEIVING_STATES and h.name not in exclude and fits(cluster, h.name, demand, options)
+
+    best = cluster.closest_host(near, capable)
+    return UseHost(best[0].name, best[1]) if best is not None else None
+
+
+def _closest_startable_host(
+    cluster: Cluster,
+    demand: Resources,
+    near: Coordinates,
+    launch_region: CloudRegion | None,
+    options: PlacementOptions,
+    exclude: frozenset[str],
+) -> StartHost | None:
+    """The stopped host closest to ``near`` that would fit ``demand``, not in ``exclude``: an edge host, or a
+    cloud host in ``launch_region`` (any cloud host when it is ``None``); ties by name."""
+    startable = (
+        (distance_m(h.location, near), h.name)
+        for h in cluster.hosts_in(HostState.STOPPED)
+        if h.name not in exclude
+        and (h.kind is HostKind.EDGE or launch_region is None or h.cloud_region == launch_region.code)
+        and fits(cluster, h.name, demand, options)
     )
-    best = _closest(capable, near)
-    return UseHost(best[0].name, best[1]) if best else None
+    best = min(startable, default=None)
+    return StartHost(best[1], best[0]) if best is not None else None
 
 
 def choose_host(
@@ -99,24 +111,17 @@ def choose_host(
     With ``options.closer_host_factor`` set, a tier is also passed over when a later one is much closer (see
     ``PlacementOptions``). Hosts in ``exclude`` are never chosen. ``NoPlan`` when nothing qualifies.
     """
-    tiers: list[HostChoice] = []
     running = closest_capable_host(cluster, demand, near, options, exclude)
-    if running is not None:
-        tiers.append(running)
+    factor = options.closer_host_factor
+    if running is not None and factor is None:
+        return running  # no later tier can win: skip them
+    tiers: list[HostChoice] = [] if running is None else [running]
 
-    launch_region = nearest_cloud_region(near, cluster.cloud_regions)
+    launch_region = cluster.launch_region(near)
     if options.can_start_hosts:
-        startable = (
-            h
-            for h in cluster.hosts
-            if h.state is HostState.STOPPED
-            and h.name not in exclude
-            and (h.kind is HostKind.EDGE or launch_region is None or h.cloud_region == launch_region.code)
-            and fits(cluster, h.name, demand, options)
-        )
-        stopped = _closest(startable, near)
+        stopped = _closest_startable_host(cluster, demand, near, launch_region, options, exclude)
         if stopped is not None:
-            tiers.append(StartHost(stopped[0].name, stopped[1]))
+            tiers.append(stopped)
 
     new_host_fits = options.new_host_capacity is None or has_room(options.new_host_capacity, NOTHING, demand, options)
     if options.can_launch_hosts and launch_region is not None and new_host_fits:
@@ -128,7 +133,6 @@ def choose_host(
             + ("" if options.can_start_hosts else "; starting hosts is not allowed")
             + ("" if options.can_launch_hosts else "; launching hosts is not allowed")
         )
-    factor = options.closer_host_factor
     if factor is None:
         return tiers[0]
     for i, tier in enumerate(tiers[:-1]):

@@ -7,14 +7,24 @@ host-wide CPU percentage with a division by the core count (bug 12); here every 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from functools import cached_property
+from functools import cached_property, partial
+from operator import attrgetter, is_not
+from typing import Any, TypeVar
 
-from usm.geo.regions import USABLE_CLOUD_REGIONS, CloudRegion
-from usm.geo.sphere import Coordinates
+import numpy as np
+from numpy.typing import NDArray
+
+from usm.geo.arrays import distances_to
+from usm.geo.regions import USABLE_CLOUD_REGIONS, CloudRegion, nearest_cloud_region
+from usm.geo.sphere import Coordinates, distance_m
+
+_T = TypeVar("_T")
+_name = attrgetter("name")
 
 
 @dataclass(frozen=True)
@@ -137,12 +147,28 @@ class PlacementOptions:
 DEFAULT_OPTIONS = PlacementOptions()
 
 
+_MEMO_POINTS = 1024
+"""How many points a cluster remembers host rankings and launch regions for (the memo is cleared beyond)."""
+
+_RANKING_SLACK_M = 10.0
+"""How far apart (metres) numpy's and ``distance_m``'s distances between the same two points may be, with a wide
+margin: both compute the same haversine with sines that may differ in the last bit, which moves a distance by
+far less than a millimetre, and by at most about a metre near the antipode (where ``asin`` is steepest)."""
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Hosts, containers and the cloud regions where hosts can be launched (empty: none can be).
 
     Host and container names are unique. A container may name a host the cluster does not hold (a host that
     vanished): it then counts towards its service's replicas but loads no host.
+
+    Lookups are indexed, so that planning stays cheap at thousands of containers: hosts and containers by name
+    (built with the cluster, which checks the names with them), containers by host and replicas by service (built
+    on first use), host loads (each computed on first use), and for each point planning looks around, the hosts
+    ranked by distance and the launch region. ``with_container``, ``without_container`` and ``with_host_state``
+    derive their result's indexes from this cluster's, redoing only what the change touches, so a plan that
+    reserves step after step never rebuilds them. The indexes are a cache: no answer depends on them.
     """
 
     hosts: tuple[HostCapacity, ...] = ()
@@ -150,21 +176,80 @@ class Cluster:
     cloud_regions: tuple[CloudRegion, ...] = field(default=USABLE_CLOUD_REGIONS)
 
     def __post_init__(self) -> None:
-        for kind, names in (("host", [h.name for h in self.hosts]), ("container", [c.name for c in self.containers])):
-            duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
-            if duplicates:
+        for kind, index, items in (
+            ("host", self._hosts_by_name, self.hosts),
+            ("container", self._containers_by_name, self.containers),
+        ):
+            if len(index) != len(items):
+                duplicates = sorted(n for n, count in Counter(i.name for i in items).items() if count > 1)
                 raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
+
+    # Indexes and memos (``cached_property``: computed on first use, kept in the instance's ``__dict__``).
 
     @cached_property
     def _hosts_by_name(self) -> dict[str, HostCapacity]:
         return {h.name: h for h in self.hosts}
 
     @cached_property
+    def _hosts_by_state(self) -> dict[HostState, tuple[HostCapacity, ...]]:
+        result: dict[HostState, list[HostCapacity]] = {}
+        for h in self.hosts:
+            result.setdefault(h.state, []).append(h)
+        return {state: tuple(hs) for state, hs in result.items()}
+
+    @cached_property
+    def _containers_by_name(self) -> dict[str, ContainerDemand]:
+        return {c.name: c for c in self.containers}
+
+    @cached_property
     def _containers_by_host(self) -> dict[str, tuple[ContainerDemand, ...]]:
+        """Host name → its containers, in cluster order (the order their demands are summed in)."""
         result: dict[str, list[ContainerDemand]] = {}
         for c in self.containers:
             result.setdefault(c.host, []).append(c)
         return {h: tuple(cs) for h, cs in result.items()}
+
+    @cached_property
+    def _containers_by_service(self) -> dict[str, tuple[ContainerDemand, ...]]:
+        """Service → its containers, in cluster order."""
+        result: dict[str, list[ContainerDemand]] = {}
+        for c in self.containers:
+            result.setdefault(c.service, []).append(c)
+        return {s: tuple(cs) for s, cs in result.items()}
+
+    @cached_property
+    def _replicas(self) -> dict[str, tuple[ContainerDemand, ...]]:
+        """Service → ``replicas`` of it, for the services asked about so far (sorting them all costs more than
+        grouping them)."""
+        return {}
+
+    @cached_property
+    def _loads(self) -> dict[str, Resources]:
+        """Host name → its ``load``, for the hosts asked about so far."""
+        return {}
+
+    @cached_property
+    def _host_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+        """Latitudes, longitudes and names of the hosts, for numpy."""
+        lat = np.fromiter((h.location.latitude for h in self.hosts), np.float64, len(self.hosts))
+        lon = np.fromiter((h.location.longitude for h in self.hosts), np.float64, len(self.hosts))
+        return lat, lon, tuple(h.name for h in self.hosts)
+
+    @cached_property
+    def _rankings(self) -> dict[Coordinates, tuple[tuple[float, str], ...]]:
+        """Point → ``_ranking`` of it (shared by the clusters derived from this one: same hosts, same places)."""
+        return {}
+
+    @cached_property
+    def _launch_regions(self) -> dict[Coordinates, CloudRegion | None]:
+        """Point → ``launch_region`` of it (shared by the clusters derived from this one: same cloud regions)."""
+        return {}
+
+    def _built(self, index: str) -> Any:
+        """The named index if this cluster built it already, else ``None``."""
+        return self.__dict__.get(index)
+
+    # Queries.
 
     def host(self, name: str) -> HostCapacity:
         """The host called ``name``; ``KeyError`` if there is none."""
@@ -173,41 +258,199 @@ class Cluster:
     def has_host(self, name: str) -> bool:
         return name in self._hosts_by_name
 
+    def hosts_in(self, state: HostState) -> tuple[HostCapacity, ...]:
+        """The hosts in ``state``, in cluster order."""
+        return self._hosts_by_state.get(state, ())
+
     def container(self, name: str) -> ContainerDemand:
         """The container called ``name``; ``KeyError`` if there is none."""
-        for c in self.containers:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        return self._containers_by_name[name]
 
     def containers_on(self, host: str) -> tuple[ContainerDemand, ...]:
         return self._containers_by_host.get(host, ())
 
     def replicas(self, service: str) -> tuple[ContainerDemand, ...]:
         """The service's containers, starting ones included, by name."""
-        return tuple(sorted((c for c in self.containers if c.service == service), key=lambda c: c.name))
+        replicas = self._replicas.get(service)
+        if replicas is None:
+            replicas = tuple(sorted(self._containers_by_service.get(service, ()), key=_name))
+            self._replicas[service] = replicas
+        return replicas
 
     def load(self, host: str) -> Resources:
         """What the host uses once the containers starting on it run: measured use plus starting demands.
 
         A stopped host runs nothing, so its (stale) measured use is ignored.
         """
-        h = self.host(host)
-        measured = NOTHING if h.state is HostState.STOPPED else h.used
-        return measured + total_of(c.demand for c in self.containers_on(host) if c.starting)
+        load = self._loads.get(host)
+        if load is None:
+            load = self._loads[host] = _load_of(self.host(host), self.containers_on(host))
+        return load
+
+    def closest_host(
+        self, near: Coordinates, wanted: Callable[[HostCapacity], bool]
+    ) -> tuple[HostCapacity, float] | None:
+        """The host closest to ``near`` for which ``wanted`` holds, with its distance ``distance_m(host.location,
+        near)``; ties by name. ``None`` when ``wanted`` holds for no host.
+
+        Hosts are asked in the order of ``near``'s ranking (``_ranking``, computed once per point), and only until
+        no farther host could be closer, so a call usually asks a few hosts and computes one exact distance.
+        """
+        best: tuple[float, str] | None = None
+        for approximate, name in self._ranking(near):
+            if best is not None and approximate - _RANKING_SLACK_M > best[0]:
+                break  # this host and all later ones are farther than the best one: not even a tie
+            h = self._hosts_by_name[name]
+            if wanted(h):
+                candidate = (distance_m(h.location, near), name)
+                if best is None or candidate < best:
+                    best = candidate
+        return (self._hosts_by_name[best[1]], best[0]) if best is not None else None
+
+    def _ranking(self, near: Coordinates) -> tuple[tuple[float, str], ...]:
+        """Every host as ``(distance to near, name)``, closest first, the distances computed by numpy at once.
+
+        numpy's sines may differ from ``math``'s in the last bit, so these distances (and the order of hosts
+        closer to each other than ``_RANKING_SLACK_M``) are only approximately ``distance_m``'s: ``closest_host``
+        uses them to know where to stop, and ``distance_m`` to choose.
+        """
+        ranked = self._rankings.get(near)
+        if ranked is None:
+            lat, lon, names = self._host_points
+            distances = distances_to(lat, lon, near)
+            ranked = tuple(sorted(zip(distances.tolist(), names)))
+            _remember(self._rankings, near, ranked)
+        return ranked
+
+    def launch_region(self, near: Coordinates) -> CloudRegion | None:
+        """The usable cloud region of ``cloud_regions`` closest to ``near``, where a new host for callers around
+        it would be launched (``usm.geo.regions.nearest_cloud_region``); ``None`` when none is usable."""
+        if near not in self._launch_regions:
+            _remember(self._launch_regions, near, nearest_cloud_region(near, self.cloud_regions))
+        return self._launch_regions[near]
+
+    # Derived clusters.
 
     def with_container(self, container: ContainerDemand) -> Cluster:
         """This cluster with one more container (usually a starting one a plan will create)."""
-        return replace(self, containers=(*self.containers, container))
+        if container.name in self._containers_by_name:
+            raise ValueError(f"duplicate container names: {container.name}")
+        by_service = self._built("_containers_by_service")
+        return self._derived(
+            {"containers": (*self.containers, container)},
+            _hosts_by_name=self._hosts_by_name,
+            _hosts_by_state=self._built("_hosts_by_state"),
+            _containers_by_name={**self._containers_by_name, container.name: container},
+            _containers_by_host=_with(self._containers_by_host, container.host, container),
+            _containers_by_service=None if by_service is None else _with(by_service, container.service, container),
+            _replicas=_with_replica(self._replicas, container),
+            _loads=self._loads_except(container.host) if container.starting else self._loads,
+        )
 
     def without_container(self, name: str) -> Cluster:
         """This cluster without the named container. Its measured use stays in its host's ``used``: the caller
         lowers that if it knows better (placement never assumes a removal relieves a host before it happened)."""
-        return replace(self, containers=tuple(c for c in self.containers if c.name != name))
+        gone = self._containers_by_name.get(name)
+        if gone is None:
+            return self
+        by_name = dict(self._containers_by_name)
+        del by_name[name]
+        by_service = self._built("_containers_by_service")
+        return self._derived(
+            {"containers": _all_but(self.containers, gone)},
+            _hosts_by_name=self._hosts_by_name,
+            _hosts_by_state=self._built("_hosts_by_state"),
+            _containers_by_name=by_name,
+            _containers_by_host=_without(self._containers_by_host, gone.host, gone),
+            _containers_by_service=None if by_service is None else _without(by_service, gone.service, gone),
+            _replicas=_without(self._replicas, gone.service, gone),
+            _loads=self._loads_except(gone.host) if gone.starting else self._loads,
+        )
 
     def with_host_state(self, name: str, state: HostState) -> Cluster:
         """This cluster with the named host in another state."""
-        return replace(self, hosts=tuple(replace(h, state=state) if h.name == name else h for h in self.hosts))
+        if name not in self._hosts_by_name:
+            return self
+        changed = replace(self._hosts_by_name[name], state=state)
+        return self._derived(
+            {"hosts": tuple(changed if h.name == name else h for h in self.hosts)},
+            _hosts_by_name={**self._hosts_by_name, name: changed},
+            _containers_by_name=self._containers_by_name,
+            _containers_by_host=self._containers_by_host,  # built now: the derived cluster's loads need it
+            _containers_by_service=self._built("_containers_by_service"),
+            _replicas=self._replicas,
+            _loads=self._loads_except(name),
+        )
+
+    def _loads_except(self, host: str) -> dict[str, Resources]:
+        """The loads known so far but the named host's (which a change is about to alter)."""
+        loads = dict(self._loads)
+        loads.pop(host, None)
+        return loads
+
+    def _derived(self, changes: dict[str, object], **indexes: object) -> Cluster:
+        """A copy of this cluster with ``changes`` made to its fields and the given indexes (``None``: build on
+        first use), not validated again (the caller keeps names unique). Memos of points are shared: a derived
+        cluster has the same hosts at the same places and the same cloud regions."""
+        derived = object.__new__(type(self))
+        state = derived.__dict__
+        state.update((name, getattr(self, name)) for name in _FIELDS)
+        state.update(changes)
+        state.update((index, value) for index, value in indexes.items() if value is not None)
+        state["_rankings"] = self._rankings
+        state["_launch_regions"] = self._launch_regions
+        if (points := self._built("_host_points")) is not None:
+            state["_host_points"] = points
+        return derived
+
+
+_FIELDS = tuple(f.name for f in fields(Cluster))
+
+
+def _load_of(host: HostCapacity, containers: Iterable[ContainerDemand]) -> Resources:
+    """``Cluster.load`` of a host with these containers on it."""
+    measured = NOTHING if host.state is HostState.STOPPED else host.used
+    return measured + total_of(c.demand for c in containers if c.starting)
+
+
+def _with(
+    index: dict[str, tuple[ContainerDemand, ...]], key: str, container: ContainerDemand
+) -> dict[str, tuple[ContainerDemand, ...]]:
+    """``index`` with ``container`` added at the end of the containers under ``key``."""
+    return {**index, key: (*index.get(key, ()), container)}
+
+
+def _with_replica(
+    replicas: dict[str, tuple[ContainerDemand, ...]], container: ContainerDemand
+) -> dict[str, tuple[ContainerDemand, ...]]:
+    """The memo of ``Cluster.replicas`` with ``container`` among its service's replicas, in name order (when the
+    memo holds the service at all)."""
+    known = replicas.get(container.service)
+    if known is None:
+        return dict(replicas)
+    at = bisect_left(known, container.name, key=_name)
+    return {**replicas, container.service: (*known[:at], container, *known[at:])}
+
+
+def _without(
+    index: dict[str, tuple[ContainerDemand, ...]], key: str, gone: ContainerDemand
+) -> dict[str, tuple[ContainerDemand, ...]]:
+    """``index`` with ``gone`` taken out of the containers under ``key`` (if it holds ``key`` at all)."""
+    if key not in index:
+        return dict(index)
+    return {**index, key: _all_but(index[key], gone)}
+
+
+def _all_but(containers: tuple[ContainerDemand, ...], gone: ContainerDemand) -> tuple[ContainerDemand, ...]:
+    """``containers`` without ``gone`` (compared by identity, in a C loop: the cluster's tuple is long)."""
+    return tuple(filter(partial(is_not, gone), containers))
+
+
+def _remember(memo: dict[Coordinates, _T], near: Coordinates, value: _T) -> None:
+    """Store ``value`` for ``near``, forgetting every point first when the memo is full."""
+    if len(memo) >= _MEMO_POINTS:
+        memo.clear()
+    memo[near] = value
 
 
 __all__ = [

@@ -53,8 +53,10 @@ def overwork_order(cluster: Cluster, host: str, options: PlacementOptions = DEFA
     h = cluster.host(host)
     load = cluster.load(host)
     movable = [c for c in cluster.containers_on(host) if not c.system and not c.starting]
-    relieving = [c for c in movable if has_room(h.total, load - c.demand, NOTHING, options)]
-    others = [c for c in movable if c not in relieving]
+    relieving: list[ContainerDemand] = []
+    others: list[ContainerDemand] = []
+    for c in movable:
+        (relieving if has_room(h.total, load - c.demand, NOTHING, options) else others).append(c)
     relieving.sort(key=lambda c: (footprint(c, h), c.name))
     others.sort(key=lambda c: (-footprint(c, h), c.name))
     return relieving + others

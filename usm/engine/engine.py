@@ -35,18 +35,19 @@ DECISION_RANK = {Decision.REPLICATE: 0, Decision.MIGRATE: 1, Decision.STOP: 2,
 
 def entity_frame(inventory: Inventory) -> pl.DataFrame:
     """One row per host and container: entity, kind, service (containers) and apps."""
+    hosts = pl.DataFrame({"entity": [h.name for h in inventory.hosts]}, schema={"entity": pl.String})
+    containers = pl.DataFrame({"entity": [c.name for c in inventory.containers],
+                               "service": [c.service for c in inventory.containers]},
+                              schema={"entity": pl.String, "service": pl.String})
     apps_of = inventory.apps_of_service
-    hosts = [h.name for h in inventory.hosts]
-    containers = inventory.containers
-    return pl.DataFrame(
-        {
-            "entity": hosts + [c.name for c in containers],
-            "kind": ["host"] * len(hosts) + ["container"] * len(containers),
-            "service": [None] * len(hosts) + [c.service for c in containers],
-            "apps": [[] for _ in hosts] + [list(apps_of.get(c.service, ())) for c in containers],
-        },
-        schema={"entity": pl.String, "kind": pl.String, "service": pl.String, "apps": pl.List(pl.String)},
-    )
+    apps = pl.DataFrame({"service": list(apps_of), "apps": [list(a) for a in apps_of.values()]},
+                        schema={"service": pl.String, "apps": pl.List(pl.String)})
+    containers = containers.join(apps, on="service", how="left", maintain_order="left").with_columns(
+        pl.col("apps").fill_null(pl.lit([], dtype=pl.List(pl.String))), kind=pl.lit("container"))
+    hosts = hosts.with_columns(kind=pl.lit("host"), service=pl.lit(None, dtype=pl.String),
+                               apps=pl.lit([], dtype=pl.List(pl.String)))
+    columns = ["entity", "kind", "service", "apps"]
+    return pl.concat([hosts.select(columns), containers.select(columns)])
 
 
 @dataclass(frozen=True)

@@ -515,3 +515,275 @@ def test_terms_match_the_reference_model(
                 assert got is None, (row["entity"], key)
             else:
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (row["entity"], key)
+
+
+# --- cycle after cycle: the in-memory tail against the reference ------------------------------
+
+CYCLE_ENTITIES = ["a", "b", "c", "d"]
+CYCLE_FIELDS = ["x", "y", "z"]
+cycle_rows = st.lists(
+    st.tuples(st.sampled_from(CYCLE_ENTITIES), st.sampled_from(CYCLE_FIELDS), values),
+    max_size=12,
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("cycle"), st.integers(1, 3), cycle_rows),  # a batch at a newer ts
+        st.tuples(st.just("late"), st.lists(rows, max_size=6)),  # replacements and backfills
+        st.tuples(
+            st.just("terms"),
+            st.integers(-4, 2).map(lambda n: 5.0 * n),  # at, from the newest ts
+            fives(5, 30),  # period
+            fives(5, 80),  # retention
+            st.lists(all_terms, min_size=1, max_size=6),
+        ),
+        st.tuples(st.just("prune"), st.integers(-16, 0).map(lambda n: 5.0 * n)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def assert_terms_match(
+    result: pl.DataFrame, expected: dict[str, dict[str, float | None]], keys: list[str]
+) -> None:
+    assert result.columns == ["entity", *keys]
+    assert result["entity"].to_list() == list(expected)
+    for row in result.iter_rows(named=True):
+        for key in keys:
+            got, want = row[key], expected[row["entity"]][key]
+            if want is None:
+                assert got is None, (row["entity"], key)
+            else:
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (row["entity"], key)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=operations,
+    limits=st.sampled_from(
+        [
+            {},  # the defaults: everything fits in the tail
+            {"TAIL_EXTENSION": 0},  # the tail only grows with appended batches
+            {"TAIL_CELLS": 30},  # a tail this big is dropped: terms come from SQL
+            {"DEFERRED_ROWS": 1},  # every batch written at once
+        ]
+    ),
+)
+def test_cycle_after_cycle_terms_match_the_reference_model(
+    steps: list[tuple], limits: dict[str, int]
+) -> None:
+    stored: dict[tuple[str, str, float], float] = {}
+    newest = 0.0
+    with History() as tail, History() as sql:
+        sql.use_tail = False
+        for name, limit in limits.items():
+            setattr(tail, name, limit)
+        for step in steps:
+            if step[0] in ("cycle", "late"):
+                if step[0] == "cycle":
+                    newest += 5.0 * step[1]
+                    batch = [(newest, entity, field, value) for entity, field, value in step[2]]
+                else:
+                    batch = step[1]
+                for history in (tail, sql):
+                    history.append(frame(batch))
+                for ts, entity, field, value in batch:
+                    if value is not None:
+                        stored[(entity, field, ts)] = value
+                newest = max([newest, *(ts for ts, *_ in batch)])
+            elif step[0] == "terms":
+                _, offset, period, retention, terms = step
+                at = newest + offset
+                stored_rows = [(ts, e, f, v) for (e, f, ts), v in stored.items()]
+                expected = reference([stored_rows], None, at, period, terms, retention)
+                keys = list(dict.fromkeys(term.key for term in terms))
+                for history in (tail, sql):
+                    result = history.terms(at, period, terms, retention=retention)
+                    assert_terms_match(result, expected, keys)
+            else:
+                before = newest + step[1]
+                gone = [key for key in stored if key[2] <= before]
+                assert tail.prune(before) == sql.prune(before) == len(gone)
+                for key in gone:
+                    del stored[key]
+        everything = sorted((ts, e, f, v) for (e, f, ts), v in stored.items())
+        assert tail.samples(-1e9, 1e9).rows() == everything
+        assert sql.samples(-1e9, 1e9).rows() == everything
+
+
+def test_a_simulated_run_of_cycles_matches_sql(history: History) -> None:
+    """Hundreds of cycles of a dozen entities (some arriving late, some leaving), as the
+    simulator appends them: the tail grows, is trimmed and moved, and always agrees with SQL."""
+    names = [f"c{i:02d}" for i in range(12)]
+    terms = [
+        Term(Func.VALUE, "cpu"),
+        Term(Func.AVG, "cpu", 60),
+        Term(Func.MAX, "ram", 120),
+        Term(Func.MIN, "ram", 30),
+        Term(Func.DEVIATION_AVG, "cpu", 60),
+        Term(Func.DEVIATION_LAST, "ram"),
+        Term(Func.AVG, "rx"),
+    ]
+    with History() as sql:
+        sql.use_tail = False
+        for cycle in range(300):
+            at = 15.0 * cycle
+            alive = [n for i, n in enumerate(names) if i * 20 <= cycle < 250 + i]
+            batch = frame(
+                [
+                    (at, name, field, float((cycle * 7 + i * 13 + len(field)) % 23))
+                    for i, name in enumerate(alive)
+                    for field in ("cpu", "ram", "rx")
+                    if (cycle + i) % 5 or field != "rx"  # a missing sample now and then
+                ]
+            )
+            history.append(batch)
+            sql.append(batch)
+            if cycle % 25 == 24:
+                history.prune(at - 300)
+                sql.prune(at - 300)
+            if cycle % 3 == 0:
+                got = history.terms(at, 15, terms, retention=300)
+                assert got.height > 0 or not alive
+                assert_frame_close(got, sql.terms(at, 15, terms, retention=300))
+
+
+def assert_frame_close(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    assert got.columns == want.columns
+    assert got["entity"].to_list() == want["entity"].to_list()
+    for column in got.columns[1:]:
+        for a, b in zip(got[column].to_list(), want[column].to_list(), strict=True):
+            assert (a is None) == (b is None), column
+            if a is not None:
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-9), column
+
+
+def test_append_rejects_a_non_finite_ts(history: History) -> None:
+    for ts in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="finite"):
+            history.append(frame([(0.0, "c1", CPU, 1.0), (ts, "c1", CPU, 2.0)]))
+    assert history.append(frame([(math.nan, "c1", CPU, None)])) == 0  # no value: no sample
+    assert history.samples(-1e9, 1e9).height == 0
+
+
+def test_new_entities_and_fields_join_a_running_history(history: History) -> None:
+    history.append(frame([(0.0, "c1", CPU, 10.0)]))
+    assert history.terms(0, 15, [value(), Term(Func.VALUE, "ram")]).rows() == [("c1", 10.0, None)]
+    history.append(frame([(15.0, "c1", CPU, 20.0), (15.0, "c2", "ram", 5.0)]))
+    history.append(frame([(30.0, "c2", CPU, 40.0), (30.0, "c3", "disk", 1.0)]))
+    result = history.terms(30, 15, [value(), avg(30), Term(Func.MAX, "ram", 30)])
+    assert result.rows() == [
+        ("c1", None, 20.0, None),
+        ("c2", 40.0, 40.0, 5.0),
+        ("c3", None, None, None),
+    ]
+
+
+def test_a_late_batch_replaces_samples_the_tail_holds(history: History) -> None:
+    for cycle in range(4):
+        history.append(frame([(15.0 * cycle, "c1", CPU, 10.0 * cycle)]))
+        assert one(history, 15.0 * cycle, 15, avg(60)) == pytest.approx(5.0 * cycle)
+    history.append(frame([(15.0, "c1", CPU, 50.0), (20.0, "c1", CPU, 0.0)]))  # one new ts
+    assert one(history, 45, 15, avg(60)) == pytest.approx((0 + 50 + 0 + 20 + 30) / 5)
+    assert one(history, 45, 15, dev_last()) == pytest.approx(50.0)  # p = 20
+
+
+def test_a_file_backed_history_reloads_names_and_newest_samples(tmp_path: Path) -> None:
+    path = str(tmp_path / "history.duckdb")
+    with History(path) as history:
+        for cycle in range(10):
+            history.append(frame([(15.0 * cycle, "c1", CPU, float(cycle))]))
+        history.append(frame([(0.0, "old", CPU, 1.0)]))
+    with History(path) as history:
+        assert history.terms(135, 15, [value(), avg(45)]).rows() == [
+            ("c1", 9.0, 8.0),
+            ("old", None, None),
+        ]
+        assert history.append(frame([(150.0, "c1", CPU, 10.0), (150.0, "new", CPU, 1.0)])) == 2
+        assert history.terms(150, 15, [value()], retention=30)["entity"].to_list() == [
+            "c1",
+            "new",
+        ]
+        assert history.samples(-1, 1000).height == 13
+
+
+def test_batches_waiting_to_be_written_are_read_and_pruned(history: History) -> None:
+    history.append(frame([(0.0, "c1", CPU, 0.0)]))  # new names: written at once
+    for cycle in range(1, 6):  # known names, newer than everything: written later, together
+        history.append(frame([(15.0 * cycle, "c1", CPU, float(cycle))]))
+    assert history.prune(30) == 3
+    assert history.samples(-1, 1000)["value"].to_list() == [3.0, 4.0, 5.0]
+    history.append(frame([(90.0, "c1", CPU, 6.0)]))
+    assert history.samples(80, 1000)["value"].to_list() == [6.0]
+    history.append(frame([(105.0, "c1", CPU, 7.0)]))
+    history.append(frame([(105.0, "c1", CPU, 8.0)]))  # replaces one not yet written
+    assert history.samples(100, 1000)["value"].to_list() == [8.0]
+    assert one(history, 105, 15, avg(30)) == 7.0  # (6 + 8) / 2
+
+
+def test_steady_cycles_need_no_database_query(history: History) -> None:
+    """Once the tail reaches back as far as the terms need, a cycle of append (of known names,
+    at a newer ts) and terms is answered from memory."""
+
+    class NoQueries:
+        def execute(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError(f"a query: {args}")
+
+    names = [f"c{i}" for i in range(20)]
+    terms = [value(), avg(60), Term(Func.MAX, "ram", 120), dev_last(), dev_avg(90)]
+
+    def cycle(n: int) -> None:
+        history.append(
+            frame([(15.0 * n, name, f, float(n % 7)) for name in names for f in (CPU, "ram")])
+        )
+        assert history.terms(15.0 * n, 15, terms, retention=300).height == len(names)
+
+    history.DEFERRED_ROWS = 10**9
+    for n in range(30):
+        cycle(n)
+    database, history._con = history._con, NoQueries()  # type: ignore[assignment]
+    try:
+        for n in range(30, 60):
+            cycle(n)
+    finally:
+        history._con = database
+
+
+def test_the_history_does_not_import_pandas_or_pyarrow_compute() -> None:
+    """pyarrow imports pandas (2 s) the first time it converts a numpy array or a list, and
+    polars imports pyarrow.compute (0.15 s) for an Arrow array: a simulated run of a few
+    minutes would spend more in that than in every cycle together."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import polars as pl
+from usm.collectors.history import History
+from usm.engine.terms import Func, Term
+
+before = set(sys.modules)
+rows = lambda ts, v: pl.DataFrame(
+    {"ts": [ts, ts], "entity": ["a", "b"], "field": ["x", "y"], "value": [v, None]}
+)
+terms = [Term(Func.VALUE, "x"), Term(Func.AVG, "x", 30), Term(Func.DEVIATION_LAST, "y")]
+with History() as history:
+    for n in range(5):
+        history.append(rows(15.0 * n, float(n)))
+        history.terms(15.0 * n, 15, terms)
+    history.append(rows(15.0, 9.0))
+    history.use_tail = False
+    history.terms(60, 15, terms)
+    history.samples(0, 100)
+    history.prune(15)
+slow = ("pandas", "pyarrow.compute")
+print(sorted(name for name in set(sys.modules) - before if name.startswith(slow)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.stdout.strip() == "[]"

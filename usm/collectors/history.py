@@ -98,7 +98,7 @@ class History:
     manager or call :meth:`close`.
     """
 
-    TAIL_CELLS = 1 << 24
+    TAIL_CELLS = 1 << 25  # 32 M float64 cells (256 MiB): an hour of 7 fields for 10,500 entities fits
     """The most values (float64) the in-memory tail may hold: 128 MiB, and its array leaves
     room for a quarter more. One hour at 15 s of 10,000 entities x 6 fields is 14.4 M."""
 

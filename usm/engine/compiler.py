@@ -92,13 +92,27 @@ class QuietEnvironment(clips.Environment):
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
     terms = tuple(sorted(policy.terms, key=lambda t: t.key))
-    host_alpha = tuple((i, to_polars(r.when)) for i, r in enumerate(policy.rules) if r.scope is Scope.HOST)
-    container_alpha = tuple((i, to_polars(r.when)) for i, r in enumerate(policy.rules)
+    host_alpha = tuple((i, applies(r) & to_polars(r.when)) for i, r in enumerate(policy.rules)
+                       if r.scope is Scope.HOST)
+    container_alpha = tuple((i, applies(r) & to_polars(r.when)) for i, r in enumerate(policy.rules)
                             if r.scope is not Scope.HOST)
     rules = tuple(clips_rule(i, r) for i, r in enumerate(policy.rules))
     compiled = CompiledPolicy(policy, terms, host_alpha, container_alpha, rules)
     compiled.environment()  # build once now: a policy that CLIPS rejects fails here, not mid-cycle
     return compiled
+
+
+def applies(rule: Rule) -> pl.Expr:
+    """A cheap pre-filter on the entity's identity, so that CLIPS only hears of entities the rule
+    can judge. The generated defrule checks scope and target again and stays the authority."""
+    if rule.targets is None:
+        return pl.lit(True)
+    targets = list(rule.targets)
+    if rule.scope in (Scope.HOST, Scope.CONTAINER):
+        return pl.col("entity").is_in(targets)
+    if rule.scope is Scope.SERVICE:
+        return pl.col("service").is_in(targets)
+    return pl.col("apps").list.eval(pl.element().is_in(targets)).list.any()
 
 
 def clips_string(text: str) -> str:

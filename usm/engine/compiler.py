@@ -112,7 +112,7 @@ def applies(rule: Rule) -> pl.Expr:
         return pl.col("entity").is_in(targets)
     if rule.scope is Scope.SERVICE:
         return pl.col("service").is_in(targets)
-    return pl.col("apps").list.eval(pl.element().is_in(targets)).list.any()
+    return pl.any_horizontal(pl.col("apps").list.contains(pl.lit(t, dtype=pl.String)) for t in targets)
 
 
 def clips_string(text: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from usm.engine.compiler import CompiledPolicy, compile_policy
@@ -153,8 +154,8 @@ class Engine:
         facts = _facts(compiled, self._entity_frame(inventory), terms)
         alpha = _alpha(compiled, facts)
         changed, removed = _changes(self._alpha, alpha)
-        memory.judge(changed.iter_rows(), removed)
-        self._alpha = alpha
+        memory.judge(changed, removed)
+        self._alpha = alpha.frame
         matches, winners = _results(policy, memory)
         evaluations = _streaks(policy, facts, winners, self.state)
         actions, suppressed = _select(policy, memory, at, inventory, evaluations, self.state)
@@ -163,7 +164,7 @@ class Engine:
 
 
 _ALPHA_SCHEMA = {"entity": pl.String, "kind": pl.String, "service": pl.String, "apps": pl.List(pl.String),
-                 "matched": pl.List(pl.Int64)}
+                 "key": pl.Binary, "any": pl.Boolean}
 _EMPTY_ALPHA = pl.DataFrame(schema=_ALPHA_SCHEMA)
 
 
@@ -177,25 +178,47 @@ def _facts(compiled: CompiledPolicy, entities: pl.DataFrame, terms: pl.DataFrame
     return facts.with_columns(*missing, *(pl.col(k).cast(pl.Float64).fill_nan(None) for k in present))
 
 
-def _alpha(compiled: CompiledPolicy, facts: pl.DataFrame) -> pl.DataFrame:
-    """Every entity with the indices of the rules (of its kind) whose condition is true."""
+@dataclass(frozen=True)
+class _Alpha:
+    """Which rule conditions hold for which entity: a boolean matrix (entities x rules of the
+    policy's alpha columns), and a frame with each entity's identity and a packed ``key`` of its
+    row, by which cycles compare cheaply."""
+
+    frame: pl.DataFrame
+    matrix: np.ndarray
+    rules: np.ndarray  # the rule index of each matrix column
+
+    def matched(self, row: int) -> list[int]:
+        return sorted(self.rules[np.flatnonzero(self.matrix[row])].tolist())
+
+
+def _alpha(compiled: CompiledPolicy, facts: pl.DataFrame) -> _Alpha:
+    """Every rule condition (with its scope and target pre-filter) on every entity, set-wise."""
     is_host = pl.col("kind") == "host"
-    hits = [pl.when(is_host & cond).then(pl.lit(i, dtype=pl.Int64)) for i, cond in compiled.host_alpha] + \
-           [pl.when(~is_host & cond).then(pl.lit(i, dtype=pl.Int64)) for i, cond in compiled.container_alpha]
-    matched = pl.concat_list(hits).list.drop_nulls() if hits else pl.lit([], dtype=pl.List(pl.Int64))
-    return facts.select("entity", "kind", "service", "apps", matched.alias("matched")).cast(_ALPHA_SCHEMA)
+    columns = [(is_host & cond).fill_null(False) for _, cond in compiled.host_alpha] + \
+              [(~is_host & cond).fill_null(False) for _, cond in compiled.container_alpha]
+    rules = np.array([i for i, _ in compiled.host_alpha] + [i for i, _ in compiled.container_alpha], dtype=np.int64)
+    if columns:
+        matrix = facts.select(c.alias(f"r{k}") for k, c in enumerate(columns)).to_numpy().astype(bool, copy=False)
+    else:
+        matrix = np.zeros((facts.height, 0), dtype=bool)
+    keys = [row.tobytes() for row in np.packbits(matrix, axis=1)]
+    frame = facts.select("entity", "kind", "service", "apps").with_columns(
+        key=pl.Series(keys, dtype=pl.Binary), any=pl.Series(matrix.any(axis=1), dtype=pl.Boolean))
+    return _Alpha(frame, matrix, rules)
 
 
-def _changes(before: pl.DataFrame, now: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """The rows of ``now`` whose content differs from ``before`` (new entities included; rows
-    that matched nothing, then or now, left out), and the entities that disappeared."""
-    joined = now.join(before, on="entity", how="left", suffix="_before")
+def _changes(before: pl.DataFrame, now: _Alpha) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The entities whose identity or true conditions differ from ``before`` (new ones included;
+    those that matched nothing, then and now, left out) as judge rows, and the entities gone."""
+    joined = now.frame.with_row_index("row").join(before, on="entity", how="left", suffix="_before")
     differs = pl.lit(False)
-    for column in ("kind", "service", "apps", "matched"):
+    for column in ("kind", "service", "apps", "key"):
         differs = differs | pl.col(column).ne_missing(pl.col(f"{column}_before"))
-    relevant = (pl.col("matched").list.len() > 0) | (pl.col("matched_before").list.len().fill_null(0) > 0)
-    changed = joined.filter(differs & relevant).select(now.columns)
-    removed = before.join(now, on="entity", how="anti")["entity"].to_list()
+    relevant = pl.col("any") | pl.col("any_before").fill_null(False)
+    changed = [(entity, kind, service, apps, now.matched(row)) for row, entity, kind, service, apps in
+               joined.filter(differs & relevant).select("row", "entity", "kind", "service", "apps").iter_rows()]
+    removed = before.join(now.frame, on="entity", how="anti")["entity"].to_list()
     return changed, removed
 
 

@@ -38,7 +38,7 @@ class WorkingMemory:
             "usm-match": self._on_match, "usm-winner": self._on_winner,
             "usm-suppressed": self._on_suppressed, "usm-action": self._on_action,
         })
-        self._judged: dict[str, tuple[Any, Any]] = {}  # entity -> (content, fact)
+        self._judged: dict[str, Any] = {}  # entity -> its judged fact
         self._candidates: dict[str, tuple[Any, Any]] = {}
         self._bounds: dict[str, tuple[Any, Any]] = {}
         self._cooling: dict[tuple[str, str, str], tuple[float, Any]] = {}
@@ -77,13 +77,13 @@ class WorkingMemory:
             if matched:
                 fact = template.assert_fact(entity=entity, kind=HOST if kind == "host" else CONTAINER,
                                             service=service or "", apps=apps, matched=matched)
-                self._judged[entity] = (None, fact)
+                self._judged[entity] = fact
         self.env.run()
 
     def _forget(self, entity: str) -> None:
-        known = self._judged.pop(entity, None)
-        if known is not None:
-            known[1].retract()
+        fact = self._judged.pop(entity, None)
+        if fact is not None:
+            fact.retract()
         self.matches.pop(entity, None)
         self.winners.pop(entity, None)
 

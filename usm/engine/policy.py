@@ -35,7 +35,6 @@ class Decision(str, Enum):
 
 HOST_DECISIONS = (Decision.NONE, Decision.OVERWORK, Decision.UNDERWORK)
 CONTAINER_DECISIONS = (Decision.NONE, Decision.REPLICATE, Decision.MIGRATE, Decision.STOP)
-ACTIONABLE = tuple(d for d in Decision if d is not Decision.NONE)
 
 
 def allowed_decisions(scope: Scope) -> tuple[Decision, ...]:

@@ -8,7 +8,6 @@ in a dry run. The loop itself never reads a clock: the driver passes the cycle t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from usm.collectors.history import History
 from usm.engine import Cycle, Engine
@@ -71,6 +70,3 @@ class ControlLoop:
             self.history.prune(at - horizon)
             self.last_pruned = at
 
-
-def describe(outcome: Any) -> str:
-    return "-" if outcome is None else ("ok" if outcome.ok else f"failed: {outcome.detail}")

@@ -1,0 +1,94 @@
+"""A private Docker engine: dockerd on its own socket and directories, no bridge, no iptables.
+
+Images come from `docker import` of a busybox rootfs (there is no registry here): `busybox_image()`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from . import Service, need
+
+BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "httpd", "hostname", "ps", "yes", "dd", "head", "wc",
+                   "kill", "true", "false", "env", "mkdir", "rm", "nc", "wget", "top", "seq")
+
+
+class Dockerd(Service):
+    """dockerd listening on `unix://<dir>/docker.sock` (short paths: containerd limits socket path length)."""
+
+    def __init__(self, workdir: Path):
+        self.root = Path(workdir)
+        self.socket = self.root / "docker.sock"
+        argv = [need("dockerd"), "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "x"),
+                "-H", f"unix://{self.socket}", "--pidfile", str(self.root / "dockerd.pid"),
+                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"]
+        super().__init__("dockerd", argv, self.root)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, ready=None, timeout: float = 60.0) -> "Dockerd":
+        import docker
+
+        def answers() -> bool:
+            client = docker.DockerClient(base_url=self.url, timeout=5)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+
+        super().start(ready or answers, timeout)
+        return self
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.url, timeout=60)
+
+
+def busybox_rootfs() -> bytes:
+    """A tar of a minimal root filesystem: the static busybox and its applets, nothing else."""
+    busybox = need("busybox")
+    if "static" not in Path(busybox).resolve().name and not _is_static(busybox):
+        raise RuntimeError(f"{busybox} is not statically linked; install the Debian package busybox-static")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("bin", "tmp", "etc", "proc", "sys", "dev"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if name == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _is_static(path: str) -> bool:
+    with open(path, "rb") as binary:
+        return b"/lib64/ld-linux" not in binary.read(1 << 16)
+
+
+def busybox_image(client, repository: str = "usm-test/busybox", tag: str = "1") -> str:
+    """Import the busybox rootfs as `repository:tag` (once per engine) and return the image name."""
+    name = f"{repository}:{tag}"
+    if not any(name in image.tags for image in client.images.list()):
+        client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag,
+                                          changes=['CMD ["/bin/sh"]', "ENV PATH=/bin"])
+    return name
+
+
+def remove_tree(path: Path) -> None:
+    """dockerd leaves overlay mounts behind only while running; after stop the tree can go."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["Dockerd", "busybox_image", "busybox_rootfs", "remove_tree", "os"]

@@ -3,6 +3,7 @@
 `Sshd(workdir).start()` listens on 127.0.0.1:<free port>. `authorize(public_key_line)` lets a key in for any
 user; `add_user()` creates a system user with a fresh random password (password logins need a real user and
 PAM) and removes it at stop. `env` becomes `SetEnv` lines, e.g. DOCKER_HOST for a private dockerd.
+A user's own `~/.ssh/authorized_keys` is read too, as on a real host (the edge actuator installs its key there).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Sshd(Service):
         self.authorized_keys.touch(mode=0o600)
         lines = [
             f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
-            f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.authorized_keys}",
+            f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.authorized_keys} .ssh/authorized_keys",
             "PubkeyAuthentication yes", "PasswordAuthentication yes", "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password", "UsePAM yes", "StrictModes no",
             "Subsystem sftp internal-sftp", "MaxStartups 100:30:200", "MaxSessions 50",
@@ -68,6 +69,12 @@ class Sshd(Service):
         for path in (self.host_key, Path(f"{self.host_key}.pub")):
             path.unlink(missing_ok=True)
         subprocess.run([need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+
+    def restart(self) -> "Sshd":
+        """Stop the server and start it again on the same port, keeping its users (e.g. after `rotate_host_key`).
+        Established connections survive, as with a real sshd; only new ones meet the new server."""
+        Service.stop(self)
+        return self.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)

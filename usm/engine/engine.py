@@ -258,29 +258,37 @@ def _streaks(policy: Policy, facts: pl.DataFrame, winners: pl.DataFrame, state: 
 
 def _select(policy: Policy, memory: WorkingMemory, at: float, inventory: Inventory, evaluations: pl.DataFrame,
             state: EngineState) -> tuple[tuple[Action, ...], tuple[Suppression, ...]]:
+    """Phase 2. Bounds and cooldowns concern a (kind, target, decision) group as a whole, and within a group the
+    best candidate is the one of highest priority, then first by name: so CLIPS receives only each group's best
+    candidate (beside the other groups of its target it competes with), and its verdict on the group's best holds
+    for the whole group. This keeps the working memory at a few facts per service however many replicas it has."""
     priority = {r.name: r.priority for r in policy.rules}
-    candidates: dict[str, tuple[Any, ...]] = {}
     rows: dict[str, tuple[str | None, Decision, str, str]] = {}  # entity -> (container, decision, target, rule)
-    services = set()
+    groups: dict[tuple[str, str, Decision], list[tuple[int, str]]] = {}  # (kind, target, decision) -> members
     for entity, kind, service, decision_name, rule in evaluations.filter(pl.col("candidate")).select(
             "entity", "kind", "service", "decision", "rule").iter_rows():
         decision = Decision(decision_name)
         target = service if kind == "container" else entity
-        if kind == "container":
-            services.add(service)
-        candidates[entity] = (kind, target, decision.value, DECISION_RANK[decision], priority[rule])
+        groups.setdefault((kind, target, decision), []).append((-priority[rule], entity))
         rows[entity] = (entity if kind == "container" else None, decision, target, rule)
+    candidates: dict[str, tuple[Any, ...]] = {}
+    members: dict[str, list[str]] = {}  # each group's best -> the whole group
+    for (kind, target, decision), group in groups.items():
+        negated_priority, best = min(group)
+        candidates[best] = (kind, target, decision.value, DECISION_RANK[decision], -negated_priority)
+        members[best] = [entity for _, entity in group]
     bounds = {}
-    for name in services:
-        service = inventory.service_by_name[name]
-        bounds[name] = (inventory.replicas[name], service.min_replicas, service.max_replicas)
+    for kind, name, _ in groups:
+        if kind == "container":
+            service = inventory.service_by_name[name]
+            bounds[name] = (inventory.replicas[name], service.min_replicas, service.max_replicas)
     selection = memory.select(at, candidates, bounds, dict(state.cooldowns))
     actions = []
     for entity in selection.actions:
         container, decision, target, rule = rows[entity]
         actions.append(Action(at, decision, target, rule, container))
     suppressed = [Suppression(at, rows[e][1], rows[e][2], e, rows[e][3], reason)
-                  for e, reason in selection.suppressed.items()]
+                  for best, reason in selection.suppressed.items() for e in members[best]]
     actions.sort(key=lambda a: (a.container is None, a.target))
     suppressed.sort(key=lambda x: (x.target, x.entity))
     return tuple(actions), tuple(suppressed)

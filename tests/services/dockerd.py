@@ -20,12 +20,13 @@ BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "httpd", "hostname", "ps"
 class Dockerd(Service):
     """dockerd listening on `unix://<dir>/docker.sock` (short paths: containerd limits socket path length)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = ()):
+        """`extra_args` go to dockerd as they are, e.g. a second `-H tcp://127.0.0.1:PORT` with `--tlsverify`."""
         self.root = Path(workdir)
         self.socket = self.root / "docker.sock"
         argv = [need("dockerd"), "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "x"),
                 "-H", f"unix://{self.socket}", "--pidfile", str(self.root / "dockerd.pid"),
-                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"]
+                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", *extra_args]
         super().__init__("dockerd", argv, self.root)
 
     @property

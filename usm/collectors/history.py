@@ -122,6 +122,7 @@ class History:
         self._defer = path is None
         self._deferred: list[pa.Table] = []  # batches not yet written, in order
         self._deferred_rows = 0
+        self._deferred_names: list[tuple[str, int, str]] = []  # (table, id, name) introduced by them
         self._con.execute(_SCHEMA)
         self._entities = _Names(self._con.execute("SELECT id, name FROM entities").fetchall())
         self._fields = _Names(self._con.execute("SELECT id, name FROM fields").fetchall())
@@ -190,7 +191,7 @@ class History:
         """Store validated samples (``keep`` selects the rows of ``entity`` and ``field``)."""
         layout = self._layout
         if layout is None or not layout.matches(entity, field):
-            layout = self._layout = _Layout.of(entity, field, self._entities, self._fields)
+            layout = self._layout = _Layout.of(entity, field, self._entities, self._fields, layout)
         try:
             ids = layout.ids(keep, self._entities, self._fields)
             return self._store_ids(ts, value, layout.order() if keep is None else None, *ids)
@@ -231,15 +232,21 @@ class History:
             [_doubles(ts), _integers(entity_id), _integers(field_id), _doubles(value)],
             names=["ts", "entity_id", "field_id", "value"],
         )
-        if fresh and not new_entities and not new_fields:
+        if fresh:
+            named = [(table, len(names) + i, name)
+                     for table, names, new in (("entities", self._entities, new_entities),
+                                               ("fields", self._fields, new_fields))
+                     for i, name in enumerate(new)]
             self._deferred.append(_usm_incoming)
             self._deferred_rows += len(ts)
+            self._deferred_names.extend(named)
             if not self._defer or self._deferred_rows >= self.DEFERRED_ROWS:
                 try:
                     self._write()
                 except BaseException:  # nothing was written: this batch is not stored
                     self._deferred.pop()
                     self._deferred_rows -= len(ts)
+                    del self._deferred_names[len(self._deferred_names) - len(named):]
                     raise
         else:
             con = self._db()
@@ -373,12 +380,26 @@ class History:
         return self._con
 
     def _write(self) -> None:
-        """Write the deferred batches (samples newer than any the database had)."""
+        """Write the deferred batches (samples newer than any the database had) and the names
+        they introduced, in one transaction."""
         # DuckDB reads a Python variable named in a statement ("replacement scan") from the
         # frame that calls execute(): cheaper than registering a view (0.5 ms) each time.
         _usm_incoming = pa.concat_tables(self._deferred)
-        self._con.execute("INSERT INTO samples SELECT * FROM _usm_incoming")
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("entities", "fields"):
+                named = [(id_, name) for t, id_, name in self._deferred_names if t == table]
+                if named:
+                    con.execute(f"INSERT INTO {table} (id, name) SELECT unnest($ids), unnest($names)",
+                                {"ids": [id_ for id_, _ in named], "names": [name for _, name in named]})
+            con.execute("INSERT INTO samples SELECT * FROM _usm_incoming")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         self._deferred.clear()
+        self._deferred_names.clear()
         self._deferred_rows = 0
 
     # --- the tail -------------------------------------------------------------------------------
@@ -498,6 +519,7 @@ class _Names:
         self._series: pl.Series | None = None
         self._by_name: np.ndarray | None = None
         self._gathered: tuple[np.ndarray, pl.Series] | None = None
+        self._mapping: tuple[pl.Series, pl.Series] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -507,7 +529,7 @@ class _Names:
         for name in names:
             self.ids[name] = len(self.names)
             self.names.append(name)
-        self._series = self._by_name = self._gathered = None
+        self._series = self._by_name = self._gathered = self._mapping = None
 
     def series(self) -> pl.Series:
         """The names, indexed by id."""
@@ -520,6 +542,12 @@ class _Names:
         if self._gathered is None or not np.array_equal(self._gathered[0], ids):
             self._gathered = (ids, self.series().gather(ids))
         return self._gathered[1]
+
+    def mapping(self) -> tuple[pl.Series, pl.Series]:
+        """The names and their ids, as two aligned series (for ``replace_strict``)."""
+        if self._mapping is None:
+            self._mapping = (self.series(), pl.Series(np.arange(len(self.names), dtype=np.int32)))
+        return self._mapping
 
     def by_name(self) -> np.ndarray:
         """The ids, sorted by name (code-point order)."""
@@ -544,8 +572,13 @@ class _Layout:
     _order: np.ndarray | None = None
 
     @staticmethod
-    def of(entity: pl.Series, field: pl.Series, entities: _Names, fields: _Names) -> _Layout:
-        entity_id, field_id = _lookup(entity, entities), _lookup(field, fields)
+    def of(entity: pl.Series, field: pl.Series, entities: _Names, fields: _Names,
+           last: _Layout | None = None) -> _Layout:
+        """The layout of a batch; ``last``, the previous batch's, saves a lookup of whichever
+        column is the same (as a rule the fields: entities come and go)."""
+        same = last is not None and field.len() == last.field.len() and field.equals(last.field)
+        entity_id = _lookup(entity, entities)
+        field_id = last.field_id if same else _lookup(field, fields)
         return _Layout(entity, field, entity_id, field_id, _unique_pairs(entity_id, field_id))
 
     def order(self) -> np.ndarray:
@@ -571,16 +604,18 @@ class _Layout:
         new_entities: list[str] = []
         new_fields: list[str] = []
         if entity_id.min() < 0 or field_id.min() < 0:
-            # Names seen for the first time: number them, and remember them from now on (the
-            # ids are final once the batch is stored; until then no other call can run).
-            entity_column = self.entity if keep is None else self.entity.filter(pl.Series(keep))
-            field_column = self.field if keep is None else self.field.filter(pl.Series(keep))
-            new_entities = _unknown(entity_column, entities)
-            new_fields = _unknown(field_column, fields)
-            entity_id = _lookup(entity_column, entities, new_entities)
-            field_id = _lookup(field_column, fields, new_fields)
-            self.entity_id = _lookup(self.entity, entities, new_entities)
-            self.field_id = _lookup(self.field, fields, new_fields)
+            # Names seen for the first time (in the kept rows): number them, and remember them
+            # from now on (the ids are final once the batch is stored; until then no other call
+            # can run). Rows that are not kept may still name unknown entities: they stay -1.
+            selected = None if keep is None else pl.Series(keep)
+            if entity_id.min() < 0:
+                new_entities = _unknown(self.entity if selected is None else self.entity.filter(selected), entities)
+                self.entity_id = _lookup(self.entity, entities, new_entities)
+            if field_id.min() < 0:
+                new_fields = _unknown(self.field if selected is None else self.field.filter(selected), fields)
+                self.field_id = _lookup(self.field, fields, new_fields)
+            entity_id = self.entity_id if keep is None else self.entity_id[keep]
+            field_id = self.field_id if keep is None else self.field_id[keep]
             self.unique = _unique_pairs(self.entity_id, self.field_id)
             self._order = None
         return entity_id.astype(np.int32), field_id.astype(np.int32), new_entities, new_fields
@@ -598,6 +633,8 @@ def _unique_pairs(entity_id: np.ndarray, field_id: np.ndarray) -> bool:
     if entity_id.min() < 0 or field_id.min() < 0:
         return False
     pairs = entity_id.astype(np.int64) * (int(field_id.max()) + 1) + field_id
+    if pairs.max() < 16 * pairs.size + 65_536:  # counting is cheaper than sorting while it is small
+        return bool(np.bincount(pairs).max() <= 1)
     return bool(np.unique(pairs).size == pairs.size)
 
 
@@ -608,19 +645,11 @@ def _unknown(column: pl.Series, names: _Names) -> list[str]:
 
 def _lookup(column: pl.Series, names: _Names, new: list[str] | None = None) -> np.ndarray:
     """The id of every name of ``column`` (-1 where unknown); ``new`` names follow the known."""
-    mapping = pl.DataFrame(
-        {
-            "name": [*names.names, *(new or [])],
-            "id": np.arange(len(names) + len(new or []), dtype=np.int32),
-        },
-        schema={"name": pl.String, "id": pl.Int32},
-    )
-    ids = (
-        pl.DataFrame({"name": column})
-        .join(mapping, on="name", how="left", maintain_order="left", nulls_equal=False)["id"]
-        .fill_null(-1)
-    )
-    return ids.to_numpy()
+    keys, ids = names.mapping()
+    if new:
+        keys = keys.append(pl.Series(new, dtype=pl.String))
+        ids = pl.Series(np.arange(len(keys), dtype=np.int32))
+    return column.replace_strict(keys, ids, default=-1, return_dtype=pl.Int32).to_numpy()
 
 
 def _doubles(values: np.ndarray) -> pa.Array:

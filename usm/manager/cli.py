@@ -74,6 +74,41 @@ def policy_test(files: tuple[Path, ...], junit: Path | None, coverage: bool) -> 
     sys.exit(report.exit_status(results))
 
 
+@main.group()
+def db() -> None:
+    """The inventory store: a SQLite file, or PostgreSQL for a master and its workers."""
+
+
+@db.command("upgrade")
+@click.option("--db", "target", envvar="USM_DATABASE", default="usm.db", show_default=True,
+              help="A SQLite file, or a PostgreSQL URL such as postgresql://usm@127.0.0.1/usm (the password comes "
+                   "from PGPASSWORD or ~/.pgpass). Also $USM_DATABASE.")
+@click.option("--revision", default="head", show_default=True, help="The schema revision to migrate to.")
+def db_upgrade(target: str, revision: str) -> None:
+    """Create or migrate the store's schema; a store already at the revision is left as it is."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from usm.manager.store import StoreError
+    from usm.manager.store.database import open_engine, upgrade
+
+    try:
+        engine = open_engine(target)
+    except StoreError as refused:
+        click.echo(f"usm db upgrade: {refused}", err=True)
+        sys.exit(2)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        before, after = upgrade(engine, revision)
+    except (SQLAlchemyError, CommandError) as failed:
+        click.echo(f"usm db upgrade: {where}: {getattr(failed, 'orig', None) or failed}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    done = f"already at revision {after}" if before == after else f"migrated from {before or 'empty'} to {after}"
+    click.echo(f"{where}: {done}")
+
+
 @main.command()
 @click.argument("scenario")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path),

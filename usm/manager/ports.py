@@ -43,6 +43,7 @@ class Observation:
     services: tuple[ServiceSpec, ...] = ()  # every service's demand and minimum replicas
     failures: tuple[Failure, ...] = ()  # containers that failed since the last cycle
     options: PlacementOptions | None = None  # the world's own bounds (launch capacity, host limits), if any
+    problems: tuple[Any, ...] = ()  # sources that could not be read (usm.collectors.batch.Problem), and why
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,28 @@ def summary_table(summary: dict, title: str) -> Table:
         paths = paths if isinstance(paths[0], tuple) else (paths,)
         table.add_row(label, template.format(*(get(p) for p in paths)))
     return table
+
+
+@main.command("location-monitor")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1919, show_default=True, help="The port to listen on.")
+@click.option("--retention", default="15m", show_default=True,
+              help="How long counts are kept (90s, 15m, 1h); also the longest window a GET may ask for.")
+@click.option("--max-points", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="At most this many (service, location) points; when all are taken, a new location is merged "
+                   "into its service's nearest point.")
+@click.option("--resolution", default="5s", show_default=True, help="The width of a time bucket: windows are "
+              "exact to one bucket.")
+@click.option("--precision", type=click.IntRange(0, 6), default=2, show_default=True,
+              help="Decimals locations are rounded to (2: about 1 km).")
+def location_monitor(host: str, port: int, retention: str, max_points: int, resolution: str, precision: int) -> None:
+    """Serve the request-location monitor: POST /metrics, GET /metrics?interval=SECONDS, GET /health."""
+    from usm.engine.expressions import parse_duration
+    from usm.locationmonitor.counts import LocationCounts
+    from usm.locationmonitor.server import serve
+
+    try:
+        counts = LocationCounts(parse_duration(retention), max_points, parse_duration(resolution), precision)
+    except ValueError as invalid:
+        raise click.BadParameter(str(invalid)) from None
+    serve(host, port, counts, announce=lambda line: click.echo(line, err=True))

@@ -55,6 +55,7 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -116,14 +117,21 @@ class History:
     ``INSERT`` plus 0.1 µs per row, so one ``INSERT`` of 8 batches of 8,800 rows costs half as
     much as 8. A file-backed history writes every batch at once."""
 
-    def __init__(self, path: str | None = None) -> None:
-        self._con = duckdb.connect(":memory:" if path is None else path)
+    def __init__(self, path: str | None = None, read_only: bool = False) -> None:
+        """An in-memory history, or the one stored at ``path`` (created if need be). ``read_only``
+        opens a stored history for reading only (a backtest): appending then raises."""
+        if read_only and path is None:
+            raise ValueError("only a stored history (a path) can be opened read-only")
+        if read_only and not Path(path).is_file():
+            raise FileNotFoundError(f"no history at {path}")
+        self._con = duckdb.connect(":memory:" if path is None else str(path), read_only=read_only)
         self._lock = threading.Lock()
         self._defer = path is None
         self._deferred: list[pa.Table] = []  # batches not yet written, in order
         self._deferred_rows = 0
         self._deferred_names: list[tuple[str, int, str]] = []  # (table, id, name) introduced by them
-        self._con.execute(_SCHEMA)
+        if not read_only:
+            self._con.execute(_SCHEMA)
         self._entities = _Names(self._con.execute("SELECT id, name FROM entities").fetchall())
         self._fields = _Names(self._con.execute("SELECT id, name FROM fields").fetchall())
         # The newest stored sample's ts per entity id (NaN: none), and the newest of all (or an

@@ -4,6 +4,10 @@ One JSON object per line (JSON Lines), keys sorted and floats as Python writes t
 same cycles always give the same bytes: the simulator's determinism test compares hashes.
 
 Record types:
+* ``cycle``: one per cycle, with the policy digest and the number of entities judged;
+* ``inventory``: what changed in the inventory since the previous cycle (everything, at the
+  first): hosts, services and apps as they now are, containers added and removed, so that a
+  backtest can rebuild each cycle's inventory from the log;
 * ``evaluation``: an entity whose decision is not ``none``, or that a rule pinned to ``none``,
   with its rule, level, streak, the rules it shadowed, the term values the matching rules read
   and the terms they missed;
@@ -23,6 +27,7 @@ import polars as pl
 
 from usm.engine.engine import Cycle
 from usm.engine.expressions import terms as terms_of
+from usm.engine.inventory import App, Container, Host, Inventory, Service
 
 
 def _plain(value: Any) -> Any:
@@ -60,8 +65,39 @@ def evaluation_records(cycle: Cycle) -> Iterator[dict[str, Any]]:
         }
 
 
-def cycle_records(cycle: Cycle, planned: Any = (), outcomes: Any = ()) -> Iterator[dict[str, Any]]:
+def inventory_record(before: Inventory | None, now: Inventory, at: float) -> dict[str, Any] | None:
+    """The change from ``before`` to ``now`` (``None`` when there is none)."""
+    old = before or Inventory()
+    if old == now:
+        return None
+    record: dict[str, Any] = {"type": "inventory", "at": at}
+    for part in ("hosts", "apps", "services"):
+        if getattr(old, part) != getattr(now, part):
+            record[part] = [dataclasses.asdict(item) for item in getattr(now, part)]
+    was, has = set(old.containers), set(now.containers)
+    record["containers_added"] = [[c.name, c.service, c.host] for c in now.containers if c not in was]
+    record["containers_removed"] = [c.name for c in old.containers if c not in has]
+    return record
+
+
+def replay_inventory(before: Inventory | None, record: dict[str, Any]) -> Inventory:
+    """The inventory after an ``inventory`` record (the inverse of :func:`inventory_record`)."""
+    old = before or Inventory()
+    hosts = tuple(Host(**h) for h in record["hosts"]) if "hosts" in record else old.hosts
+    apps = tuple(App(a["name"], tuple(a["services"])) for a in record["apps"]) if "apps" in record else old.apps
+    services = tuple(Service(**s) for s in record["services"]) if "services" in record else old.services
+    removed = set(record.get("containers_removed", ()))
+    kept = [c for c in old.containers if c.name not in removed]
+    added = [Container(*c) for c in record.get("containers_added", ())]
+    return Inventory(hosts, apps, services, tuple(sorted(kept + added, key=lambda c: c.name)))
+
+
+def cycle_records(cycle: Cycle, planned: Any = (), outcomes: Any = (),
+                  inventory: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     policy = cycle.policy.digest
+    yield {"type": "cycle", "at": cycle.at, "policy": policy, "judged": cycle.evaluations.height}
+    if inventory is not None:
+        yield inventory
     for record in evaluation_records(cycle):
         yield {**record, "policy": policy}
     for action in cycle.actions:

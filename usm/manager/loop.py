@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from usm.collectors.history import History
 from usm.engine import Cycle, Engine
-from usm.manager.decisionlog import DecisionLog, cycle_records
+from usm.engine.inventory import Inventory
+from usm.manager.decisionlog import DecisionLog, cycle_records, inventory_record
 from usm.manager.ports import Actuator, Collector, Observation, Outcome
 from usm.placement.model import DEFAULT_OPTIONS, PlacementOptions
 from usm.placement.planner import FailedContainer, Planned, PlannerState, plan_cycle
@@ -39,6 +40,7 @@ class ControlLoop:
         self.options = options
         self.planner = PlannerState()
         self.last_pruned = 0.0
+        self._logged_inventory: Inventory | None = None  # as the decision log last recorded it
 
     def run_cycle(self, at: float) -> CycleReport:
         observation = self.collector.observe(at)
@@ -53,7 +55,9 @@ class ControlLoop:
                                            observation.requests, failures, self.planner, options)
         outcomes = tuple(self._execute(item, at) for item in planned)
         if self.log is not None:
-            self.log.write(cycle_records(cycle, planned, outcomes))
+            change = inventory_record(self._logged_inventory, observation.inventory, at)
+            self._logged_inventory = observation.inventory
+            self.log.write(cycle_records(cycle, planned, outcomes, change))
         self._housekeeping(at, settings.retention)
         return CycleReport(at, observation, cycle, planned, outcomes)
 

@@ -8,13 +8,14 @@ Actions are recorded, never applied: the inventory stays as written (policy-spec
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from usm.collectors.history import History
-from usm.engine import Engine, InvalidSource
+from usm.engine import Cycle, Engine, InvalidSource
 from usm.engine.simulated import SAMPLE_SCHEMA
 from usm.policytest.testfile import Check, TestFile, load_test_file
 
@@ -61,7 +62,8 @@ def samples_at(test: TestFile, index: int) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SAMPLE_SCHEMA, orient="row")
 
 
-def run(test: TestFile) -> FileResult:
+def run(test: TestFile, on_cycle: Callable[[Cycle], object] | None = None) -> FileResult:
+    """Run a loaded test file; ``on_cycle`` sees every cycle (the dry-run equivalence test uses it)."""
     engine = Engine(test.policy)
     settings = test.policy.settings
     by_time: dict[float, list[Check]] = defaultdict(list)
@@ -75,6 +77,8 @@ def run(test: TestFile) -> FileResult:
             terms = history.terms(at, settings.period, engine.compiled.terms, settings.retention)
             cycle = engine.cycle(at, test.inventory, terms)
             matched |= cycle.matched_rules
+            if on_cycle is not None:
+                on_cycle(cycle)
             for check in by_time.get(index, ()):
                 results.append(CheckResult(test.path, check, tuple(_compare(check, cycle))))
     results.sort(key=lambda r: r.check.location.line)

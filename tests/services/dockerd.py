@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Dockerd(Service):
     def url(self) -> str:
         return f"unix://{self.socket}"
 
-    def start(self, ready=None, timeout: float = 60.0) -> "Dockerd":
+    def start(self, ready=None, timeout: float = 60.0) -> Dockerd:
         import docker
 
         def answers() -> bool:
@@ -88,8 +89,14 @@ def busybox_image(client, repository: str = "usm-test/busybox", tag: str = "1") 
 
 
 def remove_tree(path: Path) -> None:
-    """dockerd leaves overlay mounts behind only while running; after stop the tree can go."""
+    """Remove a stopped dockerd's tree. Its overlay mounts go when it stops, but the bind mount of its network
+    namespace (`<exec-root>/netns/default`) stays: unmount what is still mounted under `path` first."""
+    root = str(Path(path).resolve())
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p == root or p.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", point], check=False, capture_output=True)  # not mounted any more: fine
     shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = ["Dockerd", "busybox_image", "busybox_rootfs", "remove_tree", "os"]
+__all__ = ["Dockerd", "busybox_image", "busybox_rootfs", "os", "remove_tree"]

@@ -77,3 +77,27 @@ def test_a_log_without_cycles_is_refused_with_its_line(tmp_path):
     log.write_text('{"type":"action","at":0,"action":"stop","target":"x"}\n')
     with pytest.raises(ValueError, match=r"old.jsonl:1: a record of type action before any cycle record"):
         read_decision_log(log)
+
+
+def test_the_command_prints_the_differences_and_exits_1(recorded, tmp_path):
+    from click.testing import CliRunner
+
+    from usm.manager.cli import main
+
+    where, policy, _ = recorded
+    candidate = tmp_path / "candidate"
+    shutil.copytree(ROOT / "policies", candidate, ignore=shutil.ignore_patterns("tests"))
+    services = candidate / "services.yaml"
+    services.write_text(services.read_text().replace("when: rx_bytes_per_sec > 500k", "when: rx_bytes_per_sec > 0"))
+    settings = candidate / "00-settings.yaml"
+    settings.write_text(settings.read_text().replace("period: 15s", f"period: {policy.settings.period:g}s"))
+    runner = CliRunner()
+    differs = runner.invoke(main, ["policy", "backtest", "--policy", str(candidate), "--data", str(where),
+                                   "--from", "150"])
+    assert differs.exit_code == 1, differs.output
+    assert "replicate (replicate-on-rx)" in differs.output and "differ on" in differs.output
+    same = runner.invoke(main, ["policy", "backtest", "--policy", str(ROOT / "policies"), "--data", str(where)])
+    assert same.exit_code == 0, same.output
+    assert f"{CYCLES} cycles compared" in same.output and " 0 differ on 0 entities" in same.output
+    missing = runner.invoke(main, ["policy", "backtest", "--policy", str(candidate), "--data", str(tmp_path)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

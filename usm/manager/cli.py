@@ -197,3 +197,131 @@ def location_monitor(host: str, port: int, retention: str, max_points: int, reso
     except ValueError as invalid:
         raise click.BadParameter(str(invalid)) from None
     serve(host, port, counts, announce=lambda line: click.echo(line, err=True))
+
+
+def _problems_exit(invalid: InvalidSource, what: str) -> None:
+    for problem in invalid.problems:
+        click.echo(str(problem), err=True)
+    click.echo(f"{len(invalid.problems)} problem{'s' if len(invalid.problems) != 1 else ''}: {what}", err=True)
+    sys.exit(2)
+
+
+@main.command("run")
+@click.option("--policy", "policy_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The policy directory; edits are validated and take effect between cycles.")
+@click.option("--site", "site_file", required=True, type=click.Path(path_type=Path),
+              help="The site file: hosts, apps, services, Prometheus and location monitors.")
+@click.option("--dry-run", is_flag=True, help="Decide and record the plan; touch nothing.")
+@click.option("--live", is_flag=True, help="Decide and act on the hosts.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("usm-data"),
+              show_default=True, help="Where the history (history.duckdb) and decision log (decisions.jsonl) go.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
+              help="Serve the manager's metrics for Prometheus on 127.0.0.1 at this port (0: do not).")
+@click.option("--cycles", type=click.IntRange(min=1), help="Stop after this many cycles (default: run until stopped).")
+def run(policy_dir: Path, site_file: Path, dry_run: bool, live: bool, data: Path, metrics_port: int,
+        cycles: int | None) -> None:
+    """Run the control loop on the wall clock against the hosts of a site, at the policy's period."""
+    import logging
+    import signal
+    from contextlib import ExitStack
+
+    from usm.manager.metrics import serve
+    from usm.manager.site import load_site
+    from usm.manager.wiring import DataFiles, live_runner
+
+    if dry_run == live:
+        raise click.UsageError("choose one of --dry-run (decide and record, touch nothing) and --live (act)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        site = load_site(site_file)
+    except InvalidSource as invalid:
+        _problems_exit(invalid, "the site file was not loaded")
+    with ExitStack() as stack:
+        try:
+            runner = live_runner(site, policy_dir, DataFiles(data), dry_run, stack)
+        except InvalidSource as invalid:
+            _problems_exit(invalid, "the policy was not loaded")
+        if metrics_port:
+            serve(runner.metrics, metrics_port)
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: runner.scheduler.stop())
+        mode = "dry run: nothing is touched" if dry_run else "live: plans are carried out"
+        click.echo(f"usm run ({mode}): {len(site.hosts)} hosts, policy {runner.loop.engine.policy.digest[:12]}, "
+                   f"every {runner.scheduler.period:g}s; records in {data}", err=True)
+        ran = runner.run(cycles)
+        click.echo(f"stopped after {ran} cycle{'s' if ran != 1 else ''}", err=True)
+
+
+def _moment(text: str) -> float:
+    """Seconds since the epoch, from a number or an ISO 8601 time (UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither seconds since the epoch nor an ISO 8601 time "
+                                 "such as 2026-11-26T14:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@policy.command("backtest")
+@click.option("--policy", "policy_dir", required=True, type=click.Path(path_type=Path),
+              help="The candidate policy (a directory or file).")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("usm-data"),
+              show_default=True, help="The records of a run (history.duckdb and decisions.jsonl).")
+@click.option("--from", "start", help="First cycle compared (ISO 8601 or epoch seconds; default: the first).")
+@click.option("--to", "end", help="Last cycle compared (default: the last).")
+@click.option("--warmup", help="Cycles replayed before --from without comparing (default: the candidate's "
+                               "longest streak times its period, or its longest cooldown).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Show at most this many differing decisions.")
+def policy_backtest(policy_dir: Path, data: Path, start: str | None, end: str | None, warmup: str | None,
+                    limit: int) -> None:
+    """Replay a recorded run through a candidate policy and show, entity by entity, where it decides otherwise.
+
+    Exit 0 when it decides as recorded, 1 when it differs, 2 on bad input. Run it on the records of a stopped
+    run, or on a copy: DuckDB lets one process at a time open the history."""
+    from datetime import UTC, datetime
+
+    from usm.engine.expressions import parse_duration
+    from usm.manager.backtest import backtest
+    from usm.manager.wiring import DataFiles
+
+    files = DataFiles(data)
+    for path in (files.decisions, files.history):
+        if not path.is_file():
+            raise click.BadParameter(f"{path} does not exist: give --data the directory of a run's records")
+    try:
+        candidate = load_policy(policy_dir)
+    except InvalidSource as invalid:
+        _problems_exit(invalid, "the candidate policy was not loaded")
+    try:
+        lead = None if warmup is None else parse_duration(warmup)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--warmup") from None
+    result = backtest(candidate, files.decisions, files.history,
+                      _moment(start) if start else float("-inf"), _moment(end) if end else float("inf"), lead)
+
+    def when(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S") if at > 10**8 else f"{at:g}s"
+
+    console = Console(highlight=False)
+    if result.differences:
+        table = Table("at", "entity", "decided", "candidate", title=f"{len(result.differences)} differing decisions")
+        for d in result.differences[:limit]:
+            table.add_row(when(d.at), d.entity, str(d.recorded), str(d.candidate))
+        console.print(table)
+    if result.action_differences:
+        table = Table("at", "acted", "candidate would act", title="cycles whose actions differ")
+        for a in result.action_differences[:limit]:
+            table.add_row(when(a.at), "\n".join(a.recorded) or "-", "\n".join(a.candidate) or "-")
+        console.print(table)
+    entities = len({d.entity for d in result.differences})
+    console.print(f"{result.compared} cycles compared ({result.replayed - result.compared} of warm-up), "
+                  f"{result.judged} decisions: {len(result.differences)} differ on {entities} entities, "
+                  f"{len(result.action_differences)} cycles act differently")
+    sys.exit(0 if result.same else 1)

@@ -121,3 +121,4 @@ class DecisionLog:
         for record in records:
             self.stream.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
             self.records += 1
+        self.stream.flush()  # a cycle's records reach the file together: a crash loses no decided cycle

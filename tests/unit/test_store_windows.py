@@ -32,15 +32,16 @@ def test_a_window_is_half_open_and_a_weekly_one_repeats_from_its_start(at, once,
 
 
 def test_active_predictions_replace_the_minimum_and_the_largest_wins():
-    service = Service(name="front", image="shop/front", min_replicas=2)
-    service.predictions = [
+    predictions = [
         EventPrediction(name="fridays", starts_at=START, ends_at=END, weekly=True, min_replicas=5),
         EventPrediction(name="quiet-night", starts_at=START + timedelta(days=6), ends_at=START + timedelta(days=8),
                         weekly=False, min_replicas=1),
     ]
-    assert min_replicas_at(service, START + timedelta(hours=3)) == 2  # none active
-    assert min_replicas_at(service, START + timedelta(days=6, hours=1)) == 1  # may lower it
-    assert min_replicas_at(service, START + timedelta(days=7, minutes=1)) == 5  # both: the largest
+    windows = [p.window for p in predictions]
+    assert min_replicas_at(2, windows, START + timedelta(hours=3)) == 2  # none active
+    assert min_replicas_at(2, windows, START + timedelta(days=6, hours=1)) == 1  # may lower it
+    assert min_replicas_at(2, windows, START + timedelta(days=7, minutes=1)) == 5  # both: the largest
+    assert min_replicas_at(2, [], START) == 2
 
 
 def test_a_dependency_cycle_is_found_through_other_services():

@@ -167,8 +167,9 @@ class EventPrediction(Base):
     min_replicas: Mapped[int]
     service: Mapped[Service] = relationship(back_populates="predictions")
 
-    def active_at(self, at: datetime) -> bool:
-        return window_active(self.starts_at, self.ends_at, self.weekly, at)
+    @property
+    def window(self) -> Window:
+        return (self.starts_at, self.ends_at, self.weekly, self.min_replicas)
 
     def problems(self) -> list[str]:
         found = []
@@ -198,12 +199,17 @@ def window_active(starts_at: datetime, ends_at: datetime, weekly: bool, at: date
     return (at - starts_at) % WEEK < ends_at - starts_at
 
 
-def min_replicas_at(service: Service, at: datetime) -> int:
-    """The service's minimum replicas at ``at``: the largest ``min_replicas`` of its predictions active then (so
+Window = tuple[datetime, datetime, bool, int]
+"""An event prediction as the replica rule reads it: starts_at, ends_at, weekly, min_replicas."""
+
+
+def min_replicas_at(own: int, windows: Iterable[Window], at: datetime) -> int:
+    """A service's minimum replicas at ``at``: the largest ``min_replicas`` of its windows active then (so
     overlapping events each get what they asked for), else its own. The original took the most recently edited
     prediction and ignored the times of day (bug 11)."""
-    active = [p.min_replicas for p in service.predictions if p.active_at(at)]
-    return max(active) if active else service.min_replicas
+    active = [replicas for starts_at, ends_at, weekly, replicas in windows
+              if window_active(starts_at, ends_at, weekly, at)]
+    return max(active) if active else own
 
 
 def dependency_cycle(service: Service) -> list[str] | None:
@@ -233,5 +239,15 @@ def _twice(field: str, names: list[str]) -> list[str]:
     return [f"{field} lists {', '.join(map(repr, repeated))} more than once"] if repeated else []
 
 
-__all__ = ["App", "AppService", "EventPrediction", "Service", "ServiceKind", "dependency_cycle", "min_replicas_at",
-           "service_dependencies", "window_active"]
+__all__ = [
+    "App",
+    "AppService",
+    "EventPrediction",
+    "Service",
+    "ServiceKind",
+    "Window",
+    "dependency_cycle",
+    "min_replicas_at",
+    "service_dependencies",
+    "window_active",
+]

@@ -53,7 +53,8 @@ class Page(Generic[M]):
 def create(session: Session, model: type[M], **values: Any) -> M:
     """A new row of ``model`` from ``values``; every required field must be given."""
     if inspect(model).polymorphic_abstract:
-        kinds = " or ".join(f"{m.class_.noun()}s" for m in inspect(model).self_and_descendants if m.class_ is not model)
+        kinds = " or ".join(f"{m.class_.noun()}s" for m in inspect(model).self_and_descendants
+                            if m.class_ is not model)
         raise Invalid(f"{model.noun()}s are created as {kinds}")
     with session.begin_nested(), session.no_autoflush:
         row = model()

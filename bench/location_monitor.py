@@ -1,71 +1,58 @@
-"""Load the request-location monitor at a constant POST rate and print latency, throughput and memory.
+"""Load the request-location monitor at a constant POST rate; print latency, throughput, CPU and memory.
 
-Starts ``usm location-monitor`` on a free loopback port, then sends ``--rate`` POST/s (default 2,000) for
-``--seconds`` (default 300) over ``--connections`` keep-alive connections, each POST a list of ``--items``
-items for ``--services`` services at ``--locations`` distinct places (``--locations 0``: a new random place in
-every item, to drive the table into its points cap). Prints, every ``--every`` seconds and for the whole run:
-the achieved rate, latency percentiles, the server's RSS and CPU, and the generator's own CPU and lateness.
-At the end it checks that the monitor counted exactly what was posted (when the run fits in the retention and
-no location was merged, the totals must match).
+Starts ``usm location-monitor`` on a free loopback port and drives it with wrk (Debian's ``wrk``) and
+``location_monitor.lua`` beside this file: ``--rate`` POST/s (default 2,000) for ``--seconds`` (default 300)
+over ``--connections`` keep-alive connections, each POST a list of ``--items`` items for ``--services`` services
+at ``--locations`` distinct places (``--locations 0``: a new random place in every item, which drives the table
+into its points cap and its merge policy). The run is cut into chunks of ``--every`` seconds, one wrk run each,
+and every chunk prints its achieved rate, latency percentiles, how late wrk sent requests, the CPU of the server
+and of wrk, how long the server waited for a CPU while ready to run (other processes had both cores: the
+share of latency this machine's other load caused), and the server's RSS (sampled every second; the chunk's
+highest). At the end the monitor's total is
+checked against what wrk saw answered.
 
-The generator is open-loop: request i is due at ``start + i / rate`` whatever happened to earlier ones, and its
-latency is measured from that due time, so a slow server cannot slow the generator down and hide its own
-slowness (no coordinated omission). The generator reports how late it sent requests and how much CPU it used,
-so a run where it, not the server, fell behind is visible.
+Why wrk: a Python client (aiohttp) needed 0.3-0.4 ms of CPU per POST, more than the server (0.2-0.25 ms), so at
+2,000 POST/s it would take most of one of the two cores; wrk needs a small fraction of that. The Lua script
+keeps a fixed schedule (request k due at start + k / rate) and records how late each request left, so a run
+where the generator, not the server, fell behind shows it; wrk's latency counts from the send.
 
-    PYTHONPATH=. .venv/bin/python bench/location_monitor.py [--seconds 300] [--rate 2000]
+    PYTHONPATH=. .venv/bin/python bench/location_monitor.py [--seconds 300] [--rate 2000] [--locations 0]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import json
 import os
-import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import numpy as np
-
+SCRIPT = Path(__file__).with_suffix(".lua")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
-class Record:
-    due: list[float] = field(default_factory=list)  # seconds after the start
-    latency: list[float] = field(default_factory=list)  # seconds from due to the answer
-    lateness: list[float] = field(default_factory=list)  # seconds from due to the send
-    failures: int = 0
-    counted: int = 0  # items the monitor accepted
-    merged: int = 0
-
-
-@dataclass
-class Sample:
-    at: float
-    rss_mib: float
-    server_cpu: float  # seconds of CPU so far
-    generator_cpu: float
+@dataclass(frozen=True)
+class Chunk:
+    end: float  # seconds since the start of the run
+    result: dict  # wrk's summary (location_monitor.lua's done())
+    server_cpu: float  # seconds of CPU in this chunk
+    server_wait: float  # seconds the server was ready to run but waited for a CPU
+    wrk_cpu: float
+    rss_mib: float  # the highest RSS sampled in this chunk
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def start_monitor(port: int, options: list[str]) -> subprocess.Popen:
-    usm = Path(sys.executable).with_name("usm")
-    argv = [str(usm), "location-monitor", "--host", "127.0.0.1", "--port", str(port), *options]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def rss_mib(pid: int) -> float:
@@ -77,159 +64,162 @@ def rss_mib(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu_wait_seconds(pid: int) -> float:
+    """Time the process spent runnable but waiting for a CPU (other processes had them)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def bodies(args: argparse.Namespace, rng: random.Random) -> tuple[list[bytes], list[int]]:
-    """Distinct POST bodies to cycle through, and the items counted in each."""
-    places = [(rng.uniform(-60, 70), rng.uniform(-170, 170)) for _ in range(max(args.locations, 1))]
-    made, counts = [], []
-    for _ in range(1000):
-        items = []
-        for _ in range(args.items):
-            latitude, longitude = (rng.uniform(-60, 70), rng.uniform(-170, 170)) if args.locations == 0 else \
-                rng.choice(places)
-            items.append({"service": f"service-{rng.randrange(args.services)}", "latitude": round(latitude, 4),
-                          "longitude": round(longitude, 4), "count": rng.randint(1, 20)})
-        made.append(json.dumps(items).encode())
-        counts.append(sum(i["count"] for i in items))
-    return made, counts
+class RssSampler(threading.Thread):
+    """The server's RSS every second; ``take()`` returns the highest since the last call."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.highest = rss_mib(pid)
+        self.first = self.highest
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.highest = max(self.highest, rss_mib(self.pid))
+
+    def take(self) -> float:
+        highest, self.highest = max(self.highest, rss_mib(self.pid)), 0.0
+        return highest
 
 
-async def load(url: str, args: argparse.Namespace, pid: int) -> tuple[Record, list[Sample], float, int]:
-    rng = random.Random(args.seed)
-    posts, item_counts = bodies(args, rng)
-    record = Record()
-    samples: list[Sample] = []
-    total = int(args.rate * args.seconds)
-    posted = 0
-    connector = aiohttp.TCPConnector(limit=args.connections)
-    headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        start = time.perf_counter()
-
-        async def post(index: int, due: float) -> None:
-            sent = time.perf_counter()
-            try:
-                async with session.post(f"{url}/metrics", data=posts[index % len(posts)]) as response:
-                    body = await response.json()
-                    if response.status != 200:
-                        record.failures += 1
-                    else:
-                        record.counted += body["accepted"]
-                        record.merged += body["merged"]
-            except (TimeoutError, aiohttp.ClientError):
-                record.failures += 1
-            done = time.perf_counter()
-            record.due.append(due - start)
-            record.latency.append(done - due)
-            record.lateness.append(sent - due)
-
-        async def sampler() -> None:
-            while True:
-                samples.append(Sample(time.perf_counter() - start, rss_mib(pid), cpu_seconds(pid), own_cpu()))
-                await asyncio.sleep(args.every)
-
-        sampling = asyncio.create_task(sampler())
-        tasks: set[asyncio.Task] = set()
-        for index in range(total):
-            due = start + index / args.rate
-            wait = due - time.perf_counter()
-            if wait > 0.0005:
-                await asyncio.sleep(wait)
-            task = asyncio.create_task(post(index, due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            posted += item_counts[index % len(posts)]
-        if tasks:
-            await asyncio.wait(tasks)
-        elapsed = time.perf_counter() - start
-        sampling.cancel()
-        samples.append(Sample(elapsed, rss_mib(pid), cpu_seconds(pid), own_cpu()))
-    return record, samples, elapsed, posted
+def start_monitor(port: int, options: list[str]) -> subprocess.Popen:
+    usm = Path(sys.executable).with_name("usm")
+    argv = [str(usm), "location-monitor", "--host", "127.0.0.1", "--port", str(port), *options]
+    server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit(f"the monitor did not start: {server.stderr.read().decode()}") from None
+            time.sleep(0.1)
 
 
-def percentiles(values: np.ndarray) -> str:
-    if values.size == 0:
-        return "-"
-    p50, p95, p99 = np.percentile(values, [50, 95, 99]) * 1000
-    return f"p50 {p50:6.1f}  p95 {p95:6.1f}  p99 {p99:6.1f}  max {values.max() * 1000:7.1f} ms"
+def chunk_lengths(seconds: float, every: float) -> list[int]:
+    """Whole seconds per wrk run (wrk takes whole seconds), adding up to ``seconds``."""
+    total, step = max(1, round(seconds)), max(1, round(every))
+    return [step] * (total // step) + ([total % step] if total % step else [])
 
 
-def report(record: Record, samples: list[Sample], elapsed: float, args: argparse.Namespace) -> None:
-    due, latency, lateness = (np.asarray(v) for v in (record.due, record.latency, record.lateness))
-    print(f"\n{'time':>6} {'POST/s':>7}  latency (from due time){'':28} {'RSS MiB':>8} {'server CPU':>10} "
-          f"{'generator CPU':>13}")
-    for before, after in itertools.pairwise(samples):
-        span = after.at - before.at
-        mask = (due >= before.at) & (due < after.at)
-        print(f"{after.at:6.0f} {mask.sum() / span:7.0f}  {percentiles(latency[mask]):51} {after.rss_mib:8.1f} "
-              f"{(after.server_cpu - before.server_cpu) / span:10.0%} "
-              f"{(after.generator_cpu - before.generator_cpu) / span:13.0%}")
-    rss = np.asarray([s.rss_mib for s in samples])
-    settled = rss[len(rss) // 5:] if len(rss) > 5 else rss
-    print(f"\nrequests: {len(latency):,} in {elapsed:.1f} s = {len(latency) / elapsed:,.0f} POST/s "
-          f"(target {args.rate:,.0f}), {args.items} items each; failures {record.failures}")
-    print(f"latency from due time: {percentiles(latency)}")
-    print(f"generator lateness (send - due): {percentiles(lateness)}; generator CPU "
-          f"{(samples[-1].generator_cpu - samples[0].generator_cpu) / elapsed:.0%} of a core")
-    print(f"server CPU {(samples[-1].server_cpu - samples[0].server_cpu) / elapsed:.0%} of a core; "
-          f"RSS start {rss[0]:.1f} MiB, min/max after the first fifth {settled.min():.1f}/{settled.max():.1f} MiB, "
-          f"end {rss[-1]:.1f} MiB")
+def run_wrk(wrk: str, url: str, seconds: int, args: argparse.Namespace) -> dict:
+    argv = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--timeout", "5s",
+            "-s", str(SCRIPT), url, "--", str(args.rate), str(args.items), str(args.services), str(args.locations),
+            str(args.seed), str(args.threads)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+    return json.loads(lines[-1])
+
+
+def errors_of(result: dict) -> int:
+    return sum(result[k] for k in ("non_200", "connect_errors", "read_errors", "write_errors", "timeouts"))
+
+
+def row(chunk: Chunk, span: float) -> str:
+    result, latency, late = chunk.result, chunk.result["latency_us"], chunk.result["late_ms"]
+    return (f"{chunk.end:6.0f} {result['requests'] / (result['duration_us'] / 1e6):7.0f} "
+            f"{latency['p50'] / 1000:6.1f} {latency['p95'] / 1000:6.1f} {latency['p99'] / 1000:6.1f} "
+            f"{latency['max'] / 1000:7.1f} {late['p99']:7d} {late['max']:7.1f} {errors_of(result):6d} "
+            f"{chunk.server_cpu / span:7.0%} {chunk.server_wait / span:6.0%} {chunk.wrk_cpu / span:6.0%} "
+            f"{chunk.rss_mib:8.1f}")
+
+
+def report(chunks: list[Chunk], elapsed: float, first_rss: float, args: argparse.Namespace) -> None:
+    requests = sum(c.result["requests"] for c in chunks)
+    p99s = [c.result["latency_us"]["p99"] / 1000 for c in chunks]
+    weighted = sum(p * c.result["requests"] for p, c in zip(p99s, chunks)) / max(requests, 1)
+    rss = [c.rss_mib for c in chunks]
+    print(f"\nrequests answered: {requests:,} in {elapsed:.1f} s = {requests / elapsed:,.0f} POST/s "
+          f"(target {args.rate:,.0f}); errors {sum(errors_of(c.result) for c in chunks)}")
+    print(f"latency p99 per chunk: worst {max(p99s):.1f} ms, mean {weighted:.1f} ms (target < 50 ms); "
+          f"worst max {max(c.result['latency_us']['max'] for c in chunks) / 1000:.1f} ms")
+    print(f"wrk late p99 per chunk: worst {max(c.result['late_ms']['p99'] for c in chunks)} ms; "
+          f"CPU: server {sum(c.server_cpu for c in chunks) / elapsed:.0%}, "
+          f"wrk {sum(c.wrk_cpu for c in chunks) / elapsed:.0%} of a core; the server waited for a CPU "
+          f"{sum(c.server_wait for c in chunks) / elapsed:.0%} of the time")
+    print(f"server RSS: {first_rss:.1f} MiB before the load, highest per chunk {min(rss):.1f} to {max(rss):.1f} "
+          f"MiB, last chunk {rss[-1]:.1f} MiB")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
 
 
-def check_totals(url: str, posted: int, record: Record) -> None:
-    async def fetch() -> dict:
-        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
-            return await response.json()
-
-    window = asyncio.run(fetch())
-    counted = sum(p["count"] for points in window["services"].values() for p in points)
-    points = sum(len(points) for points in window["services"].values())
-    print(f"monitor holds {counted:,} requests at {points:,} points; the generator posted {posted:,} "
-          f"(accepted {record.counted:,} items, {record.merged:,} merged into nearby points)")
-    if record.failures == 0 and counted != posted:
-        print("MISMATCH: the monitor's totals differ from what was posted")
+def check_totals(url: str, chunks: list[Chunk], args: argparse.Namespace) -> None:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        window = json.load(answer)
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
+        health = json.load(answer)
+    held = sum(p["count"] for points in window["services"].values() for p in points)
+    answered = sum(c.result["requests"] - errors_of(c.result) for c in chunks) * chunks[0].result["count_per_post"]
+    in_flight = args.connections * len(chunks) * chunks[0].result["count_per_post"]
+    print(f"monitor: {held:,} requests counted at {health['points']:,} points ({health['merged']:,} items merged "
+          f"into nearby points, {health['refused']:,} refused); wrk saw {answered:,} answered")
+    if health["refused"] == 0 and not 0 <= held - answered <= in_flight:
+        print("MISMATCH: the monitor's total differs from what wrk saw answered by more than the requests still "
+              "in flight when each chunk ended")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="POST requests per second")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--items", type=int, default=3, help="items per POST")
     parser.add_argument("--services", type=int, default=20)
-    parser.add_argument("--locations", type=int, default=2000, help="distinct places (0: a new one each item)")
-    parser.add_argument("--every", type=float, default=15.0, help="seconds between samples")
+    parser.add_argument("--locations", type=int, default=300, help="distinct places (0: a new one each item)")
+    parser.add_argument("--every", type=int, default=30, help="seconds per chunk (one wrk run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--monitor", nargs=argparse.REMAINDER, default=[],
-                        help="options for usm location-monitor, e.g. --monitor --max-points 5000")
+                        help="options for usm location-monitor, e.g. --monitor --max-points 5000 (last)")
     args = parser.parse_args()
+    wrk = shutil.which("wrk") or sys.exit("wrk is not installed (apt-get install wrk)")
 
     port = free_port()
-    server = start_monitor(port, args.monitor)
     url = f"http://127.0.0.1:{port}"
+    server = start_monitor(port, args.monitor)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the monitor did not start: {server.stderr.read().decode()}") from None
-                time.sleep(0.05)
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        first_rss = sampler.first
         print(f"monitor pid {server.pid} on {url} ({' '.join(args.monitor) or 'default options'}); "
-              f"{args.rate:,.0f} POST/s for {args.seconds:g} s over {args.connections} connections")
-        record, samples, elapsed, posted = asyncio.run(load(url, args, server.pid))
-        report(record, samples, elapsed, args)
-        check_totals(url, posted, record)
+              f"{args.rate:,.0f} POST/s of {args.items} items for {args.seconds:g} s, {args.connections} connections, "
+              f"{args.threads} wrk thread(s), {args.services} services, "
+              f"{args.locations or 'a new place for every item:'} places; RSS before {first_rss:.1f} MiB")
+        print(f"\n{'time':>6} {'POST/s':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'max ms':>7} {'late99':>7} "
+              f"{'latemax':>7} {'errors':>6} {'server':>7} {'waited':>6} {'wrk':>6} {'RSS MiB':>8}")
+        chunks: list[Chunk] = []
+        start = time.monotonic()
+        for span in chunk_lengths(args.seconds, args.every):
+            server_before, wait_before = cpu_seconds(server.pid), cpu_wait_seconds(server.pid)
+            wrk_before, began = children_cpu(), time.monotonic()
+            result = run_wrk(wrk, url, span, args)
+            took = time.monotonic() - began
+            chunk = Chunk(time.monotonic() - start, result, cpu_seconds(server.pid) - server_before,
+                          cpu_wait_seconds(server.pid) - wait_before, children_cpu() - wrk_before, sampler.take())
+            chunks.append(chunk)
+            print(row(chunk, took), flush=True)
+        elapsed = time.monotonic() - start
+        sampler.stopped.set()
+        report(chunks, elapsed, first_rss, args)
+        check_totals(url, chunks, args)
     finally:
         server.terminate()
         server.wait(10)

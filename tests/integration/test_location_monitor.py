@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import test_utils
 
 from tests.services.locationmonitor import LocationMonitor
 from usm.collectors.requests import MonitorUnavailable, RequestLocationsClient
@@ -184,7 +184,7 @@ def test_windows_and_pruning_over_http_follow_the_injected_clock() -> None:
     app = make_app(LocationCounts(retention=60, max_points=100, resolution=5), clock)
 
     async def scenario() -> list[dict]:
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        async with test_utils.TestClient(test_utils.TestServer(app, host="127.0.0.1")) as client:
             seen = []
             await client.post("/metrics", json={"service": "cart", "latitude": 1, "longitude": 1, "count": 1})
             clock.now += 30

@@ -160,6 +160,33 @@ def test_a_request_can_merge_into_a_point_it_created_itself() -> None:
     assert totals(counts, None, 0.0) == {("cart", 10.0, 10.0): 3}
 
 
+def test_merging_follows_the_points_as_pruning_replaces_them() -> None:
+    counts = LocationCounts(retention=10, max_points=2, resolution=1)
+    counts.add([item("cart", 38.72, -9.14, 1), item("cart", 52.52, 13.4, 1)], at=0.0)  # Lisbon, Berlin
+    counts.add([item("cart", 40.42, -3.7, 1)], at=1.0)  # Madrid: into Lisbon
+    counts.add([item("cart", 52.52, 13.4, 1)], at=8.0)  # Berlin stays; Lisbon's counts expire at 12
+    counts.add([item("cart", -33.87, 151.21, 1)], at=12.0)  # Sydney takes Lisbon's freed point
+    counts.add([item("cart", -37.81, 144.96, 5), item("cart", 41.9, 12.5, 2)], at=13.0)  # Melbourne, Rome
+    assert totals(counts, None, 13.0) == {("cart", 52.52, 13.4): 3, ("cart", -33.87, 151.21): 6}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.floats(-90, 90), st.floats(-180, 180), st.integers(1, 9)),
+                min_size=1, max_size=30), st.integers(2, 6))
+def test_merging_never_loses_or_invents_a_count(posted, max_points: int) -> None:
+    counts = LocationCounts(retention=60, max_points=max_points)
+    kept = 0
+    for service, latitude, longitude, count in posted:
+        try:
+            counts.add([item(service, latitude, longitude, count)], at=0.0)
+            kept += count
+        except TableFull:
+            assert service not in counts.window(None, 0.0).services
+    held = totals(counts, None, 0.0)
+    assert sum(held.values()) == kept
+    assert len(held) <= max_points
+
+
 def test_freed_points_are_reused_after_pruning() -> None:
     counts = LocationCounts(retention=10, max_points=2, resolution=1)
     counts.add([item("cart", 1, 1, 1), item("stock", 1, 1, 1)], at=0.0)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usm.geo.arrays import nearest_index
-from usm.geo.sphere import Coordinates
+from usm.geo.arrays import unit_vectors
+from usm.geo.sphere import Coordinates, to_unit_vector
 
 Key = tuple[str, float, float]  # service, rounded latitude, rounded longitude
 
@@ -111,6 +111,7 @@ class LocationCounts:
         self._row_of: dict[Key, int] = {}
         self._key_of: list[Key | None] = [None] * max_points
         self._rows_of_service: dict[str, set[int]] = {}
+        self._vectors_of_service: dict[str, tuple[list[int], np.ndarray]] = {}  # for merging; dropped on change
         self._free: list[int] = []  # rows freed by pruning, reused before new ones
         self._top = 0  # rows [0, _top) have been used at some time
         self._newest: int | None = None  # the newest bucket seen
@@ -153,6 +154,7 @@ class LocationCounts:
                 continue
             self._key_of[row] = None
             del self._row_of[key]
+            self._vectors_of_service.pop(key[0], None)
             service_rows = self._rows_of_service[key[0]]
             service_rows.discard(row)
             if not service_rows:
@@ -211,18 +213,26 @@ class LocationCounts:
         return self._top + taken - len(self._free)
 
     def _nearest(self, key: Key, new: dict[Key, int]) -> int:
-        """The row of the point of ``key``'s service nearest to it, among the kept ones and ``new`` ones."""
+        """The row of the point of ``key``'s service nearest to it (great-circle), among the kept ones and those
+        this request is adding. The nearest has the largest dot product of unit vectors; the kept points'
+        vectors are cached per service, since a full table changes only when pruning frees rows."""
         service = key[0]
-        kept = list(self._rows_of_service.get(service, ()))
+        rows, vectors = self._service_vectors(service)
         pending = [(k, r) for k, r in new.items() if k[0] == service]
-        rows = kept + [r for _, r in pending]
+        if pending:
+            rows = rows + [r for _, r in pending]
+            vectors = np.concatenate([vectors, unit_vectors([k[1] for k, _ in pending], [k[2] for k, _ in pending])])
         if not rows:
             raise TableFull(service, self.max_points)
-        latitudes = np.concatenate([self._latitude[kept], [k[1] for k, _ in pending]])
-        longitudes = np.concatenate([self._longitude[kept], [k[2] for k, _ in pending]])
-        index = nearest_index(latitudes, longitudes, Coordinates(key[1], key[2]))
-        assert index is not None
-        return rows[index]
+        return rows[int(np.argmax(vectors @ np.asarray(to_unit_vector(Coordinates(key[1], key[2])))))]
+
+    def _service_vectors(self, service: str) -> tuple[list[int], np.ndarray]:
+        cached = self._vectors_of_service.get(service)
+        if cached is None:
+            rows = sorted(self._rows_of_service.get(service, ()))
+            cached = self._vectors_of_service[service] = (rows, unit_vectors(self._latitude[rows],
+                                                                              self._longitude[rows]))
+        return cached
 
     def _claim(self, new: dict[Key, int]) -> None:
         """Give each new point its row (as :meth:`_spare_row` chose them)."""
@@ -234,6 +244,7 @@ class LocationCounts:
             self._key_of[row] = key
             self._latitude[row], self._longitude[row] = key[1], key[2]
             self._rows_of_service.setdefault(key[0], set()).add(row)
+            self._vectors_of_service.pop(key[0], None)
 
     # --- reading ------------------------------------------------------------------------------
 

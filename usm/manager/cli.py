@@ -325,3 +325,55 @@ def policy_backtest(policy_dir: Path, data: Path, start: str | None, end: str | 
                   f"{result.judged} decisions: {len(result.differences)} differ on {entities} entities, "
                   f"{len(result.action_differences)} cycles act differently")
     sys.exit(0 if result.same else 1)
+
+
+def _endpoints(text: str) -> list[str]:
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
+@main.command("registration-client")
+@click.option("--etcd", "etcd_endpoints", envvar="USM_ETCD_ENDPOINTS", default="http://127.0.0.1:2379",
+              show_default=True, help="The registry's etcd members, comma-separated, this region's first. "
+                                      "Also $USM_ETCD_ENDPOINTS.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address the sidecar's API listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1906, show_default=True,
+              help="The port the sidecar's API listens on.")
+@click.option("--service", help="The service of the instance this sidecar registers (leave out to only look up).")
+@click.option("--hostname", default="127.0.0.1", show_default=True, help="The address callers reach it at.")
+@click.option("--service-port", type=click.IntRange(1, 65535), help="The port callers reach it at.")
+@click.option("--latitude", type=click.FloatRange(-90, 90), required=True, help="Where the instance runs.")
+@click.option("--longitude", type=click.FloatRange(-180, 180), required=True, help="Where the instance runs.")
+@click.option("--region", default="", help="The instance's region (e.g. europe).")
+@click.option("--ttl", type=click.IntRange(1, 3600), default=10, show_default=True,
+              help="Seconds an instance stays registered after its sidecar stops renewing the lease.")
+@click.option("--monitor", default="http://127.0.0.1:1919", show_default=True,
+              help="The request-location monitor that receives request locations ('' to send none).")
+@click.option("--interval", default="5s", show_default=True, help="How often request locations are sent.")
+@click.option("--seed", type=int, help="Seed of the random choices (number=, range=); default: from the OS.")
+def registration_client(etcd_endpoints: str, host: str, port: int, service: str | None, hostname: str,
+                        service_port: int | None, latitude: float, longitude: float, region: str, ttl: int,
+                        monitor: str, interval: str, seed: int | None) -> None:
+    """Serve the registration sidecar: POST /register, GET /services/SERVICE/endpoint[?number=X|?range=KM],
+    GET /services/SERVICE/endpoints, POST /metrics, GET /health."""
+    import logging
+    import random
+
+    from usm.engine.expressions import parse_duration
+    from usm.geo.sphere import Coordinates
+    from usm.registration.etcd import Etcd
+    from usm.registration.instance import InvalidInstance
+    from usm.registration.registry import Registration, Registry
+    from usm.registration.sidecar import Sidecar, own_instance, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        every = parse_duration(interval)
+        etcd = Etcd(_endpoints(etcd_endpoints))
+        place = Coordinates(latitude, longitude)
+        instance = own_instance(service, hostname, service_port, place, region)
+    except (ValueError, InvalidInstance) as invalid:
+        raise click.BadParameter(str(invalid)) from None
+    registry = Registry(etcd)
+    sidecar = Sidecar(registry, place, Registration(etcd, instance, ttl) if instance else None,
+                      monitor or None, every, random.Random(seed))
+    serve(host, port, sidecar, announce=lambda line: click.echo(line, err=True))

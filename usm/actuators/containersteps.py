@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker.errors
+import paramiko
+import requests
 
 from usm.actuators.docker import (
     ContainerError,
@@ -23,7 +25,7 @@ from usm.actuators.docker import (
     DockerContainers,
     check_name,
 )
-from usm.actuators.dockerhosts import AccessError
+from usm.actuators.dockerhosts import AccessError, HostUnreachable
 from usm.manager.ports import Outcome
 from usm.placement.plans import (
     HostChoice,
@@ -67,9 +69,13 @@ class ContainerSteps:
         try:
             return handler(step, at)
         except (ContainerError, AccessError) as error:
-            return Outcome(step, False, str(error))
+            return Outcome(step, False, str(error), transient=isinstance(error, HostUnreachable))
+        except docker.errors.APIError as error:  # a 5xx is the engine's trouble, which may pass
+            return Outcome(step, False, f"Docker: {error}", transient=error.is_server_error())
         except docker.errors.DockerException as error:
             return Outcome(step, False, f"Docker: {error}")
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, paramiko.SSHException) as error:
+            return Outcome(step, False, f"the Docker host did not answer: {error}", transient=True)
 
     def _spec(self, service: str) -> ContainerSpec:
         spec = self.specs.get(service)

@@ -45,6 +45,10 @@ class AccessError(Exception):
     """A host's Docker API cannot be reached as configured; the message says what is wrong and how to fix it."""
 
 
+class HostUnreachable(AccessError):
+    """The host did not answer (refused, reset, timed out): it may answer when tried again."""
+
+
 @dataclass(frozen=True)
 class DockerAccess:
     """usm's credentials for the hosts' Docker APIs (read from files; nothing secret is stored here)."""
@@ -228,7 +232,7 @@ def _connect_ssh(url: str, access: DockerAccess) -> docker.DockerClient:
                 f"{access.known_hosts}`)") from None
         raise AccessError(f"SSH to {where} failed: {error}") from None
     except OSError as error:
-        raise AccessError(f"cannot reach {where} over SSH: {error}") from None
+        raise HostUnreachable(f"cannot reach {where} over SSH: {error}") from None
     client = docker.DockerClient(base_url=url, use_ssh_client=True, version=access.api_version,
                                  timeout=int(access.timeout))
     client.api.mount("http+docker://ssh", adapter)

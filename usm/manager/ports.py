@@ -53,6 +53,7 @@ class Outcome:
     step: Any
     ok: bool
     detail: str = ""
+    transient: bool = False  # a failure that may pass if the step is tried again (a host that did not answer)
 
 
 class Collector(Protocol):

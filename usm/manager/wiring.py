@@ -2,11 +2,13 @@
 
 ``usm run`` calls :func:`live_runner`; tests call it too, with the site of a local lab. A dry run gets
 the recording actuator and touches nothing; a live run gets the Docker actuator (the container steps
-of a plan; host steps are reported as not carried out until a cloud or edge actuator is configured).
+of a plan; host steps are reported as not carried out until a cloud or edge actuator is configured),
+behind the action journal: steps a previous run began and did not end are finished first.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,6 +18,7 @@ from pathlib import Path
 from usm.actuators.containersteps import ContainerSteps
 from usm.actuators.docker import ContainerSpec, DockerContainers
 from usm.actuators.dockerhosts import DockerAccess, DockerHosts, connect
+from usm.actuators.journal import Journal, JournaledActuator
 from usm.actuators.recording import RecordingActuator, StepRouter
 from usm.collectors.docker import DockerStatsCollector
 from usm.collectors.history import History
@@ -32,6 +35,8 @@ from usm.manager.scheduler import Scheduler
 from usm.manager.site import Site
 from usm.placement.plans import MoveContainer, PlaceReplica, RestoreContainer, StopContainer
 
+logger = logging.getLogger("usm.run")
+
 
 @dataclass(frozen=True)
 class DataFiles:
@@ -46,6 +51,10 @@ class DataFiles:
     @property
     def decisions(self) -> Path:
         return self.directory / "decisions.jsonl"
+
+    @property
+    def journal(self) -> Path:
+        return self.directory / "journal.jsonl"
 
 
 def container_specs(site: Site) -> dict[str, ContainerSpec]:
@@ -72,15 +81,21 @@ def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, st
         locations = stack.enter_context(RequestLocationsClient(site.location_monitors))
     collector = LiveCollector(site, prometheus, stats, containers, locations)
     stack.callback(collector.close)
+    data.directory.mkdir(parents=True, exist_ok=True)
+    actuator: RecordingActuator | JournaledActuator
     if dry_run:
         actuator = RecordingActuator()
     else:
         steps = ContainerSteps(containers, container_specs(site))
-        actuator = StepRouter({kind: steps for kind in (PlaceReplica, MoveContainer, RestoreContainer,
-                                                         StopContainer)})
+        router = StepRouter({kind: steps for kind in (PlaceReplica, MoveContainer, RestoreContainer,
+                                                       StopContainer)})
+        journal = Journal(data.journal)
+        stack.callback(journal.close)
+        actuator = JournaledActuator(router, journal)
+        for outcome in actuator.recover():  # steps a previous run began and did not end
+            logger.warning("recovered an unfinished step from %s: %s", data.journal, outcome.detail)
     watcher = PolicyWatcher(policy_dir)
     engine = Engine(watcher.load())
-    data.directory.mkdir(parents=True, exist_ok=True)
     history = stack.enter_context(History(str(data.history)))
     log = DecisionLog(stack.enter_context(data.decisions.open("a", encoding="utf-8")))
     loop = ControlLoop(engine, history, collector, actuator, log)

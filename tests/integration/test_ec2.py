@@ -366,5 +366,14 @@ def test_placement_host_steps_are_carried_out_on_ec2(moto: MotoServer, ec2: Ec2)
 
 def test_a_launch_step_that_fails_says_why_and_launches_nothing(moto: MotoServer, ec2: Ec2) -> None:
     outcome = execute_host_step(ec2, LaunchCloudHost(EUROPE, distance_m=0.0))
-    assert not outcome.ok and NO_IMAGE in outcome.detail and "permanent" in outcome.detail
+    assert not outcome.ok and not outcome.transient
+    assert NO_IMAGE in outcome.detail and "permanent" in outcome.detail
     assert all_instances(moto, EUROPE) == []
+
+
+def test_a_host_step_that_cannot_reach_ec2_is_a_transient_outcome(session) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    ec2 = Ec2(Ec2Settings(regions=REGIONS, endpoint_url=nobody, max_attempts=1), session=session)
+    for step in (LaunchCloudHost(EUROPE, 0.0), StopHost("web-1")):
+        outcome = execute_host_step(ec2, step)
+        assert not outcome.ok and outcome.transient and "transient" in outcome.detail

@@ -39,11 +39,12 @@ def carry_out(ec2: Ec2, step: HostStep) -> CloudInstance:
 
 def execute_host_step(ec2: Ec2, step: HostStep) -> Outcome:
     """:func:`carry_out` as an actuator's outcome: never raises for a step that fails; the detail then is the
-    :class:`Ec2Error`'s text (its code, and whether it is transient)."""
+    :class:`Ec2Error`'s text, and ``transient`` its flag, so that the journal retries throttling or an unreachable
+    endpoint and gives up at once on a bad image or a missing permission."""
     try:
         done = carry_out(ec2, step)
     except Ec2Error as error:
-        return Outcome(step, False, str(error))
+        return Outcome(step, False, str(error), error.transient)
     return Outcome(step, True, f"cloud host {done.host} ({done.instance_id}) in {done.region} is {done.state}")
 
 

@@ -377,3 +377,41 @@ def registration_client(etcd_endpoints: str, host: str, port: int, service: str 
     sidecar = Sidecar(registry, place, Registration(etcd, instance, ttl) if instance else None,
                       monitor or None, every, random.Random(seed))
     serve(host, port, sidecar, announce=lambda line: click.echo(line, err=True))
+
+
+@main.command("lb-api")
+@click.option("--prefix", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="nginx's directory: its configuration, logs, temporary files and the saved servers.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="Where nginx balances (address:port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address the API listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1906, show_default=True,
+              help="The port the API listens on.")
+@click.option("--region", default="", help="The region this load balancer serves (named in the configuration).")
+@click.option("--workers", default="auto", show_default=True, help="nginx worker processes.")
+@click.option("--api-htpasswd", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also expose the API through nginx at /_/api/, behind basic auth with this htpasswd file.")
+@click.option("--no-start", is_flag=True, help="nginx runs already (under its own supervision): only reload it.")
+def lb_api(prefix: Path, listen: str, host: str, port: int, region: str, workers: str, api_htpasswd: Path | None,
+           no_start: bool) -> None:
+    """Serve the load balancer's API (GET /api/servers, POST|PUT|DELETE /api/SERVICE/servers[/SERVER]) and
+    keep nginx's configuration in step: every change is checked with nginx -t and applied by a graceful reload."""
+    import logging
+
+    from usm.actuators.nginx import Nginx, NginxError
+    from usm.loadbalancer.api import LoadBalancer, load_table, serve
+    from usm.loadbalancer.config import ApiRoute, Settings
+    from usm.loadbalancer.servers import InvalidServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        route = ApiRoute(f"http://{host}:{port}", str(api_htpasswd.resolve())) if api_htpasswd else None
+        settings = Settings(listen, region, int(workers) if workers.isdigit() else workers, api=route)
+        nginx = Nginx(prefix)
+        state = nginx.prefix / "servers.json"
+        balancer = LoadBalancer(nginx, settings, state, load_table(state))
+        serve(host, port, balancer, start_nginx=not no_start, announce=lambda line: click.echo(line, err=True))
+    except InvalidServer as invalid:
+        raise click.BadParameter(str(invalid)) from None
+    except NginxError as failed:
+        click.echo(f"usm lb-api: {failed}", err=True)
+        sys.exit(1)

@@ -415,3 +415,98 @@ def lb_api(prefix: Path, listen: str, host: str, port: int, region: str, workers
     except NginxError as failed:
         click.echo(f"usm lb-api: {failed}", err=True)
         sys.exit(1)
+
+
+STORE_OPTION = click.option(
+    "--db", "target", envvar="USM_DATABASE", default="usm.db", show_default=True,
+    help="The store: a SQLite file, or a PostgreSQL URL (password from PGPASSWORD or ~/.pgpass). Also $USM_DATABASE.")
+
+
+@main.group()
+def user() -> None:
+    """The hub's users (there is no default user or password)."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May change things and manage users (the first user should be one).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the password from this file's first line instead of asking for it.")
+@STORE_OPTION
+def user_create(name: str, admin: bool, password_file: Path | None, target: str) -> None:
+    """Create the user NAME in the store (migrated first if needed)."""
+    from datetime import UTC, datetime
+
+    from usm.manager import accounts
+    from usm.manager.store import StoreError
+    from usm.manager.store.database import open_engine, sessions, upgrade
+
+    try:
+        password = accounts.read_password_file(password_file) if password_file else click.prompt(
+            f"password for {name}", hide_input=True, confirmation_prompt=True)
+        accounts.check_password(password)
+        engine = open_engine(target)
+        upgrade(engine)
+        with sessions(engine).begin() as session:
+            accounts.create_user(session, name, password, datetime.now(UTC), admin=admin)
+    except StoreError as refused:
+        click.echo(f"usm user create: {refused}", err=True)
+        sys.exit(2)
+    click.echo(f"created {'admin' if admin else 'user'} {name} in {engine.url.render_as_string(hide_password=True)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="The port to listen on.")
+@click.option("--db", "target", envvar="USM_DATABASE", default="usm-hub/usm.db", show_default=True,
+              help="The store (a SQLite file or a PostgreSQL URL); seeded from the scenario when it has no services.")
+@click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=Path("usm-hub"),
+              show_default=True, help="Where the hub keeps its session key (made on first start, mode 0600).")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), default=Path("policies"),
+              show_default=True, help="The policy directory whose rules the API reads and edits.")
+@click.option("--scenario", default="sock-shop", show_default=True,
+              help="The scenario of the simulated world the hub's actions act on (a file or a bundled name).")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True, help="waitress's threads.")
+def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, scenario: str, threads: int) -> None:
+    """Serve the hub (pages and REST API) with waitress, on a simulated world seeded from SCENARIO.
+
+    Sign in with a user made by `usm user create --admin NAME --db ...`, or set USM_ADMIN_NAME and
+    USM_ADMIN_PASSWORD_FILE to have the first admin made at startup."""
+    import os
+
+    import waitress
+
+    from usm.manager.seed import seed_scenario
+    from usm.manager.store import StoreError
+    from usm.simulator.scenario import load_scenario
+    from usm.simulator.world import World
+    from usm.web import create_app
+    from usm.web.hub import state
+    from usm.web.settings import SettingsError
+    from usm.web.simulated import SimulatedActions
+
+    try:
+        loaded = load_scenario(scenario)
+    except InvalidSource as invalid:
+        _problems_exit(invalid, "the scenario was not loaded")
+    if "://" not in target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    world = World(loaded)
+    try:
+        app = create_app({"INSTANCE_PATH": str(instance.resolve()), "USM_DATABASE": target,
+                          "USM_POLICY": str(policy_dir)})
+    except (SettingsError, StoreError) as refused:
+        click.echo(f"usm serve: {refused}", err=True)
+        sys.exit(2)
+    with app.app_context():
+        hub = state()
+        with hub.sessions.begin() as session:
+            seeded = seed_scenario(session, loaded)
+        hub.actions = SimulatedActions(world, hub.sessions, hub.clock)
+        hub.actions.sync("all")
+    if seeded:
+        click.echo(f"usm serve: the store was empty: seeded it from scenario {loaded.name}", err=True)
+    if not os.environ.get("USM_ADMIN_NAME"):
+        click.echo(f"usm serve: sign in with a user made by `usm user create --admin NAME --db {target}`", err=True)
+    click.echo(f"usm serve: http://{host}:{port}/login (API at /api, described at /api/openapi.json)", err=True)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="usm")

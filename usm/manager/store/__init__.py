@@ -2,9 +2,11 @@
 predictions, containers, per-region components) and an index of the decision log, in SQLite or PostgreSQL.
 
 ``database`` opens a store and migrates it (Alembic, ``usm db upgrade``); ``crud`` is the service layer the hub
-and the CLI share; ``views`` gives the engine's ``Inventory`` and placement's ``Cluster`` of what is stored.
+and the CLI share; ``views`` gives the engine's ``Inventory`` and placement's ``Cluster`` of what is stored;
+``accounts`` holds the hub's users, API tokens and audit log.
 """
 
+from usm.manager.store.accounts import ApiToken, AuditEntry, User
 from usm.manager.store.base import Base
 from usm.manager.store.catalog import (
     App,
@@ -48,9 +50,10 @@ from usm.manager.store.hosts import (
 )
 
 __all__ = [
-    "App", "AppService", "Base", "CloudHost", "Container", "ContainerState", "DecisionRecord", "Duplicate",
-    "EdgeHost", "ElasticIp", "EventPrediction", "Host", "HostAssignment", "InUse", "Invalid", "LoadBalancer",
+    "ApiToken", "App", "AppService", "AuditEntry", "Base", "CloudHost", "Container", "ContainerState",
+    "DecisionRecord", "Duplicate", "EdgeHost", "ElasticIp", "EventPrediction", "Host", "HostAssignment", "InUse",
+    "Invalid", "LoadBalancer",
     "Node", "NodeAvailability", "NodeRole", "NodeState", "NotFound", "NotMigrated", "Region", "RegistrationServer",
-    "Service", "ServiceKind", "StoreError", "Worker", "WorkerState", "heartbeat", "index_log", "read_record",
-    "silent_workers",
+    "Service", "ServiceKind", "StoreError", "User", "Worker", "WorkerState", "heartbeat", "index_log",
+    "read_record", "silent_workers",
 ]

@@ -510,3 +510,49 @@ def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, s
         click.echo(f"usm serve: sign in with a user made by `usm user create --admin NAME --db {target}`", err=True)
     click.echo(f"usm serve: http://{host}:{port}/login (API at /api, described at /api/openapi.json)", err=True)
     waitress.serve(app, host=host, port=port, threads=threads, ident="usm")
+
+
+@main.group("docker-proxy")
+def docker_proxy() -> None:
+    """The Docker Engine API behind nginx with TLS and basic auth, for hosts that must expose it over TCP."""
+
+
+@docker_proxy.command("setup")
+@click.option("--prefix", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="nginx's directory for the proxy: configuration, htpasswd, logs.")
+@click.option("--listen", default="0.0.0.0:2375", show_default=True, help="Where the proxy listens (TLS only).")
+@click.option("--docker-socket", default="/var/run/docker.sock", show_default=True, type=click.Path(),
+              help="The Docker Engine's socket.")
+@click.option("--certificate", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The proxy's TLS certificate chain (PEM).")
+@click.option("--key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Its private key (PEM).")
+@click.option("--client-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also require client certificates signed by this CA (mutual TLS).")
+@click.option("--user", "user_name", default="usm", show_default=True, help="The basic-auth user.")
+@click.option("--password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A file (mode 600) whose first line is the password; else $USM_DOCKER_PROXY_PASSWORD.")
+@click.option("--worker-user", default="nobody", show_default=True, help="nginx's worker processes run as this "
+              "user (when nginx starts as root) ...")
+@click.option("--worker-group", default="docker", show_default=True, help="... and group, which must be allowed "
+              "to use the Docker socket and read the htpasswd.")
+def docker_proxy_setup(prefix: Path, listen: str, docker_socket: str, certificate: Path, key: Path,
+                       client_ca: Path | None, user_name: str, password_file: Path | None, worker_user: str,
+                       worker_group: str) -> None:
+    """Write the proxy's htpasswd (bcrypt hash of the password) and nginx configuration, checked by nginx -t."""
+    from usm.actuators.dockerproxy import read_secret, set_up
+    from usm.actuators.nginx import Nginx, NginxError
+    from usm.dockerproxy.config import InvalidProxy, ProxySettings
+
+    try:
+        nginx = Nginx(prefix)
+        settings = ProxySettings(listen, str(Path(docker_socket).resolve()), str(certificate.resolve()),
+                                 str(key.resolve()), str(nginx.prefix / "htpasswd"),
+                                 str(client_ca.resolve()) if client_ca else None, worker_user, worker_group)
+        set_up(nginx, settings, user_name, read_secret(password_file))
+    except InvalidProxy as invalid:
+        raise click.BadParameter(str(invalid)) from None
+    except NginxError as failed:
+        click.echo(f"usm docker-proxy setup: {failed}", err=True)
+        sys.exit(1)
+    click.echo(f"{nginx.config}: checked. Run: {' '.join(nginx.argv(nginx.config))} (add -s reload if it runs)")

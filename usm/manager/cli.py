@@ -109,6 +109,63 @@ def db_upgrade(target: str, revision: str) -> None:
     click.echo(f"{where}: {done}")
 
 
+@main.group()
+def catalog() -> None:
+    """The demo app catalogue: Sock Shop, Online Boutique, Hotel Reservation, Media and Social Network."""
+
+
+@catalog.command("list")
+def catalog_list() -> None:
+    """The catalogue's apps: services, launch waves and expected memory."""
+    from usm.catalog import catalog as apps
+
+    table = Table("app", "services", "waves", "expected memory", "title")
+    for app in apps():
+        memory = sum(s.memory * max(1, s.min_replicas) for s in app.services) / 2**30
+        table.add_row(app.name, str(len(app.services)), str(len(app.launch_plan().waves)), f"{memory:.2f} GiB",
+                      app.title)
+    Console().print(table)
+
+
+@catalog.command("import")
+@click.option("--db", "target", envvar="USM_DATABASE", default="usm.db", show_default=True,
+              help="A SQLite file, or a PostgreSQL URL such as postgresql://usm@127.0.0.1/usm (the password comes "
+                   "from PGPASSWORD or ~/.pgpass). Also $USM_DATABASE.")
+@click.option("--app", "names", multiple=True, help="Import only this app (repeatable; default: every app).")
+def catalog_import(target: str, names: tuple[str, ...]) -> None:
+    """Put the catalogue's apps and their services into the store. What is stored under their names already is
+    kept as it is, so importing again changes nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from usm.catalog import catalog_app, catalog_names
+    from usm.manager.catalogimport import import_app
+    from usm.manager.store import StoreError
+    from usm.manager.store.database import open_engine, require_current, sessions
+
+    unknown = [n for n in names if n not in catalog_names()]
+    if unknown:
+        raise click.BadParameter(f"no app {', '.join(unknown)} in the catalogue (there are: "
+                                 f"{', '.join(catalog_names())})", param_hint="--app")
+    try:
+        engine = open_engine(target)
+        require_current(engine)
+    except StoreError as refused:
+        click.echo(f"usm catalog import: {refused}", err=True)
+        sys.exit(2)
+    try:
+        with sessions(engine).begin() as session:
+            done = [import_app(session, catalog_app(name)) for name in names or catalog_names()]
+    except (StoreError, SQLAlchemyError) as failed:
+        click.echo(f"usm catalog import: nothing was imported: {getattr(failed, 'orig', None) or failed}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    for imported in done:
+        kept = f", {len(imported.kept)} kept as stored" if imported.kept else ""
+        app = "created" if imported.app_created else "kept as stored"
+        click.echo(f"{imported.app}: app {app}; {len(imported.created)} services created{kept}")
+
+
 @main.command()
 @click.argument("scenario")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path),

@@ -2,7 +2,8 @@
 
 ``simulate`` advances the world tick by tick and runs one control-loop cycle per tick, with the
 world as the loop's collector and actuator. The engine, the history, placement and the decision
-log are exactly those of live mode; only the world is simulated.
+log are exactly those of live mode; only the world is simulated. The scenario's app launches run
+between the cycles, with live mode's launcher (``usm.simulator.launches``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import polars as pl
 from usm.collectors.history import History
 from usm.engine import Engine, Policy
 from usm.manager.decisionlog import DecisionLog
+from usm.manager.launcher import LaunchReport
 from usm.manager.loop import ControlLoop
+from usm.simulator.launches import ScheduledLaunches
 from usm.simulator.scenario import Scenario
 from usm.simulator.world import World
 
@@ -38,6 +41,7 @@ class Simulation:
     decisions: Path | None  # the decision log, when written
     initial: dict[str, Any]
     final: dict[str, Any]
+    launches: tuple[LaunchReport, ...] = ()  # the scenario's app launches that ended
 
     @property
     def ticks(self) -> int:
@@ -50,6 +54,7 @@ def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: P
     ``out/decisions.jsonl``. ``progress(done, total)`` is called after every tick."""
     seed = scenario.seed if seed is None else seed
     world = World(scenario, seed=seed)
+    launches = ScheduledLaunches(world)
     engine = Engine(policy)
     ticks = scenario.ticks
     kpis: list[dict[str, Any]] = []
@@ -66,6 +71,7 @@ def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: P
         loop = ControlLoop(engine, history, world, world, log)
         for index in range(ticks):
             at = index * scenario.tick
+            launches.run_until(at)
             world.advance(at)
             report = loop.run_cycle(at)
             steps += sum(1 for o in report.outcomes if o is not None and o.ok)
@@ -81,5 +87,5 @@ def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: P
                               orient="row"),
         actions=pl.DataFrame(action_rows, schema=ACTION_SCHEMA, orient="row"),
         steps=steps, decisions=(out / "decisions.jsonl") if out is not None else None,
-        initial=initial, final=world.snapshot(),
+        initial=initial, final=world.snapshot(), launches=launches.reports(),
     )

@@ -12,6 +12,14 @@ Defaults: ``seed`` 0; host ``state`` running; edge host ``start_time`` 60s; serv
 ``bytes_per_response`` 10k, ``disk`` 0, ``min_replicas`` 1, ``max_replicas`` 0 (no limit), ``start_time`` 5s;
 ``launch.instance_type`` the first instance type of the file. A cloud host stands at its region's coordinates
 (``usm.geo.regions``); every host's ``region`` is its world area.
+
+Apps of the demo catalogue (``usm.catalog``) are referenced instead of repeated: ``apps: [{catalog: sock-shop}]``
+adds the app with its services (their expected memory, start-up times, dependencies and replica bounds; each
+request costs ``cpu_per_request``, default 0.002 core-seconds, and the default bytes).
+
+Event ``predictions`` give a service a minimum number of replicas between two dates and times (weekly, if asked);
+``start_date`` is the UTC date whose midnight is 0s (default 2026-01-05, a Monday). ``launches`` launch an app at a
+time, wave by wave in dependency order (``usm.manager.launcher``), near a place or on given hosts.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import Enum
 from functools import cached_property
 from importlib import resources
@@ -26,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from usm.catalog import catalog_app, catalog_names
 from usm.engine.expressions import parse_duration, parse_number
 from usm.engine.policy import Location, Scope, SimulatedMetric
 from usm.engine.yamldoc import (
@@ -44,7 +54,9 @@ from usm.geo.regions import (
     nearest_area,
 )
 from usm.geo.sphere import Coordinates
+from usm.placement.launch import LaunchRefused, plan_launch
 from usm.placement.model import HostKind, HostState, Resources
+from usm.placement.predictions import PredictionWindow
 from usm.simulator.workload import Constant, Diurnal, FlashCrowd, Profile, Ramp, Stage
 
 SCHEMA = "scenario.schema.json"
@@ -62,6 +74,8 @@ DEFAULT_EDGE_START_TIME = 60.0
 DEFAULT_SERVICE_START_TIME = 5.0
 DEFAULT_BYTES_PER_REQUEST = 1_000.0
 DEFAULT_BYTES_PER_RESPONSE = 10_000.0
+DEFAULT_CATALOG_CPU_PER_REQUEST = 0.002
+DEFAULT_START_DATE = date(2026, 1, 5)
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,27 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """An event prediction of ``service``: its window in seconds from the scenario's start."""
+
+    service: str
+    window: PredictionWindow
+
+
+@dataclass(frozen=True)
+class AppLaunchDefinition:
+    """Launch ``app`` at ``at``: its replicas near ``near`` or on ``hosts`` (in turn), wave by wave or, with
+    ``one_by_one``, a service at a time; ``on_failure`` is ``report`` or ``rollback``."""
+
+    app: str
+    at: float
+    near: Coordinates | None = None
+    hosts: tuple[str, ...] = ()
+    one_by_one: bool = False
+    on_failure: str = "report"
+
+
+@dataclass(frozen=True)
 class TimedMetric:
     """A simulated metric (as in a policy) that applies from ``start`` until ``end`` (seconds)."""
 
@@ -189,6 +224,9 @@ class Scenario:
     simulated_metrics: tuple[TimedMetric, ...] = ()
     faults: tuple[Fault, ...] = ()
     source: str = ""
+    start_date: date = DEFAULT_START_DATE
+    predictions: tuple[Prediction, ...] = ()
+    launches: tuple[AppLaunchDefinition, ...] = ()
 
     @cached_property
     def service_order(self) -> tuple[str, ...]:
@@ -269,11 +307,27 @@ def load_scenario(path: str | Path) -> Scenario:
     document = load(file)
     if document.data is None:
         raise InvalidSource([Problem(Location(str(file), 1, 1), "the scenario file is empty")])
+    _dates_as_text(document.data)
     problems = schema_problems(document, SCHEMA, "usm.simulator")
     if problems:
         raise InvalidSource(problems)
     scenario = _Builder(document, file).build()
     return scenario
+
+
+def _dates_as_text(data: Any) -> None:
+    """YAML reads ``2026-11-27`` as a date and ``2026-11-27 09:00:00`` as a timestamp; the schema and the
+    checks take them as the text they were written as."""
+    if not isinstance(data, Mapping):
+        return
+    places = [(data, "start_date")] + [(p, key) for p in data.get("predictions") or [] if isinstance(p, Mapping)
+                                       for key in ("start", "end")]
+    for mapping, key in places:
+        value = mapping.get(key)
+        if isinstance(value, datetime):
+            mapping[key] = value.isoformat(sep=" ")
+        elif isinstance(value, date):
+            mapping[key] = value.isoformat()
 
 
 class _Builder:
@@ -356,12 +410,19 @@ class _Builder:
                          _known(instance_types))
         entity_names: dict[str, Location] = {}
         hosts = self.hosts(instance_types, entity_names)
-        services = self.services()
-        apps = self.apps(services)
+        catalog_services, catalog_apps = self.catalog_apps()
+        services = self.services(catalog_services)
+        if not services and "services" not in data:
+            self.problem([], "the scenario has no service", "define services, or add a catalogue app to apps "
+                         "(apps: [{catalog: sock-shop}])")
+        apps = self.apps(services, catalog_apps)
         containers = self.containers(services, hosts, entity_names)
         workloads = self.workloads(services)
         metrics = self.simulated_metrics()
         faults = self.faults(services, hosts, containers)
+        start_date = self.start_date()
+        predictions = self.predictions(services, start_date)
+        launches = self.launches(apps, services, hosts, containers, duration)
         if self.problems:
             raise InvalidSource(self.problems)
         return Scenario(
@@ -383,6 +444,9 @@ class _Builder:
             simulated_metrics=metrics,
             faults=faults,
             source=str(self.file),
+            start_date=start_date,
+            predictions=predictions,
+            launches=launches,
         )
 
     def regions(self) -> tuple[str, ...]:
@@ -444,13 +508,45 @@ class _Builder:
                     boot_time=self.duration(path + ["start_time"], DEFAULT_EDGE_START_TIME))
         return result
 
-    def services(self) -> dict[str, ServiceDefinition]:
+    def catalog_apps(self) -> tuple[dict[str, ServiceDefinition], dict[int, AppDefinition]]:
+        """The services and apps of the catalogue apps the scenario references (by index in ``apps``)."""
+        services: dict[str, ServiceDefinition] = {}
+        apps: dict[int, AppDefinition] = {}
+        for index, raw in enumerate(self.data.get("apps") or []):
+            if "catalog" not in raw:
+                if "cpu_per_request" in raw:
+                    self.problem(["apps", index, "cpu_per_request"], "only a catalogue app has 'cpu_per_request'",
+                                 "give each service of this app its own cpu_per_request", key=True)
+                continue
+            for key in ("name", "services"):
+                if key in raw:
+                    self.problem(["apps", index, key], f"a catalogue app has no '{key}'",
+                                 "its name and services come from the catalogue", key=True)
+            try:
+                app = catalog_app(str(raw["catalog"]))
+            except KeyError:
+                self.problem(["apps", index, "catalog"], f"no app '{raw['catalog']}' in the catalogue",
+                             "use one of: " + ", ".join(catalog_names()))
+                continue
+            cpu = float(raw.get("cpu_per_request", DEFAULT_CATALOG_CPU_PER_REQUEST))
+            for s in app.services:
+                services.setdefault(s.name, ServiceDefinition(
+                    name=s.name, image=s.image, memory=s.memory, cpu_per_request=cpu, dependencies=s.dependencies,
+                    min_replicas=s.min_replicas, max_replicas=s.max_replicas, start_time=s.start_time))
+            apps[index] = AppDefinition(app.name, tuple(s.name for s in app.services))
+        return services, apps
+
+    def services(self, catalog: Mapping[str, ServiceDefinition] = MappingProxyType({})) -> dict[str, ServiceDefinition]:
         kept = self.unique("services", {}, "service")
-        names = {str(raw["name"]) for _, raw in kept}
-        result = {}
+        names = {str(raw["name"]) for _, raw in kept} | set(catalog)
+        result = dict(catalog)
         for index, raw in kept:
             path: list[PathItem] = ["services", index]
             name = str(raw["name"])
+            if name in catalog:
+                self.problem(path + ["name"], f"service '{name}' is already defined by a catalogue app of the "
+                             "scenario", "rename this service, or leave the catalogue app out of apps")
+                continue
             dependencies: list[str] = []
             for k, dep in enumerate(raw.get("dependencies") or []):
                 dep = str(dep)
@@ -505,9 +601,21 @@ class _Builder:
             if name not in state:
                 visit(name, [])
 
-    def apps(self, services: dict[str, ServiceDefinition]) -> tuple[AppDefinition, ...]:
+    def apps(self, services: dict[str, ServiceDefinition],
+             catalog: Mapping[int, AppDefinition] = MappingProxyType({})) -> tuple[AppDefinition, ...]:
         result = []
-        for index, raw in self.unique("apps", {}, "app"):
+        seen: dict[str, Location] = {}
+        for index, raw in enumerate(self.data.get("apps") or []):
+            key = "catalog" if "catalog" in raw else "name"
+            name = str(raw[key])
+            if name in seen:
+                self.problem(["apps", index, key], f"duplicate app name '{name}'", f"first used at {seen[name]}")
+                continue
+            seen[name] = self.document.at(["apps", index, key])
+            if key == "catalog":
+                if index in catalog:
+                    result.append(catalog[index])
+                continue
             members = []
             for k, service in enumerate(raw["services"] or []):
                 if str(service) not in services:
@@ -634,6 +742,97 @@ class _Builder:
                 result.append(Fault(at, kind, host=str(raw["host"])))
         return tuple(sorted(result, key=lambda f: f.at))
 
+    def start_date(self) -> date:
+        if "start_date" not in self.data:
+            return DEFAULT_START_DATE
+        try:
+            return date.fromisoformat(str(self.data["start_date"]))
+        except ValueError:
+            self.problem(["start_date"], f"'{self.data['start_date']}' is not a date", "write it as 2026-11-27")
+            return DEFAULT_START_DATE
+
+    def moment(self, path: list[PathItem], origin: datetime) -> float | None:
+        """A date and time (UTC unless it names a zone) as seconds from ``origin``; ``None`` after a problem."""
+        text = str(self.document.value(path))
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.problem(path, f"'{text}' is not a date and time", "write it as 2026-11-27 09:00 (UTC) or "
+                         "2026-11-27T09:00+01:00")
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - origin).total_seconds()
+
+    def predictions(self, services: dict[str, ServiceDefinition], start_date: date) -> tuple[Prediction, ...]:
+        origin = datetime(start_date.year, start_date.month, start_date.day, tzinfo=UTC)
+        result = []
+        for index, raw in self.unique("predictions", {}, "prediction"):
+            path: list[PathItem] = ["predictions", index]
+            service = str(raw["service"])
+            start, end = self.moment(path + ["start"], origin), self.moment(path + ["end"], origin)
+            if service not in services:
+                self.problem(path + ["service"], f"unknown service '{service}'", _known(services))
+                continue
+            if start is None or end is None:
+                continue
+            window = PredictionWindow(start, end, int(raw["min_replicas"]), bool(raw.get("weekly", False)),
+                                      str(raw["name"]))
+            found = window.problems()
+            for message in found:
+                self.problem(path + (["min_replicas"] if "min_replicas" in message else ["end"]), message)
+            highest = services[service].max_replicas
+            if highest and window.min_replicas > highest:
+                self.problem(path + ["min_replicas"], f"min_replicas ({window.min_replicas}) is above the "
+                             f"max_replicas ({highest}) of {service}", "lower it, or raise the service's bound")
+            elif not found:
+                result.append(Prediction(service, window))
+        return tuple(result)
+
+    def launches(self, apps: tuple[AppDefinition, ...], services: dict[str, ServiceDefinition],
+                 hosts: dict[str, HostDefinition], containers: dict[str, InitialContainer],
+                 duration: float) -> tuple[AppLaunchDefinition, ...]:
+        by_name = {a.name: a for a in apps}
+        running = {c.service for c in containers.values()}
+        result: list[AppLaunchDefinition] = []
+        seen: dict[str, Location] = {}
+        raws = list(enumerate(self.data.get("launches") or []))
+        times = [self.duration(["launches", index, "at"]) for index, _ in raws]
+        for (index, raw), at in sorted(zip(raws, times, strict=True), key=lambda pair: pair[1]):
+            path: list[PathItem] = ["launches", index]
+            name = str(raw["app"])
+            if ("near" in raw) == ("hosts" in raw):
+                self.problem(path, "a launch gives either near (a place) or hosts",
+                             "near: {latitude: .., longitude: ..} lets placement choose hosts close to it; hosts: "
+                             "[a, b] uses those in turn")
+                continue
+            if name not in by_name:
+                self.problem(path + ["app"], f"unknown app '{name}'", _known(by_name))
+                continue
+            if name in seen:
+                self.problem(path + ["app"], f"app '{name}' is launched twice", f"first at {seen[name]}")
+                continue
+            seen[name] = self.document.at(path + ["app"])
+            if at > duration:
+                self.problem(path + ["at"], "the launch comes after the end of the scenario")
+            unknown = [h for h in raw.get("hosts") or [] if str(h) not in hosts]
+            for k, host in enumerate(raw.get("hosts") or []):
+                if str(host) in unknown and str(host) not in self.host_names:
+                    self.problem(path + ["hosts", k], f"unknown host '{host}'", _known(hosts))
+            members = by_name[name].services
+            try:
+                plan_launch(name, {s: services[s].dependencies for s in members}, running)
+            except LaunchRefused as refused:
+                self.problem(path + ["app"], str(refused), "a service the app needs from outside must have an "
+                             "initial container or belong to an app launched earlier")
+            running |= set(members)
+            near = raw.get("near")
+            result.append(AppLaunchDefinition(
+                name, at, Coordinates(float(near["latitude"]), float(near["longitude"])) if near else None,
+                tuple(str(h) for h in raw.get("hosts") or []), raw.get("waves", "parallel") == "one_by_one",
+                str(raw.get("on_failure", "report"))))
+        return tuple(sorted(result, key=lambda launch: launch.at))
+
 
 def _known(names: Any) -> str:
     listed = sorted(str(n) for n in names)
@@ -645,11 +844,13 @@ def _known(names: Any) -> str:
 
 __all__ = [
     "AppDefinition",
+    "AppLaunchDefinition",
     "Fault",
     "FaultKind",
     "HostDefinition",
     "InitialContainer",
     "InstanceType",
+    "Prediction",
     "Scenario",
     "ServiceDefinition",
     "TimedMetric",

@@ -32,6 +32,12 @@ when the host is booting) and then ``running``. A started or launched host is ``
 A moved container's original stops when the copy runs. A drained host is stopped (or terminated) once every
 moved container's copy runs. Stopping a container or a host is immediate.
 
+**Minimum replicas.** A service's minimum is its own, or while one of its event predictions is open the largest
+minimum they ask for, counted from the service's ``start_time`` before the window opens so that the replicas run
+when it does (``usm.placement.predictions``). The services of an app waiting to be launched (``held``) are asked
+for none: their app's launch starts them in dependency order (``usm.manager.launcher``, for which the world is
+the ``LaunchActuator``).
+
 **Observation.** ``requests`` holds, per service, the expected request counts over ``request_window`` seconds at
 the current rates: one entry per workload source and one per host whose replicas call the service. A container's
 cpu ``demand`` is what it would use unthrottled; it is republished only when it moves by more than
@@ -58,6 +64,7 @@ from usm.engine.simulated import apply_simulated_metrics
 from usm.geo.arrays import haversine_m
 from usm.geo.regions import cloud_region
 from usm.geo.sphere import Coordinates
+from usm.manager.launcher import ReplicaState, Started
 from usm.manager.ports import Failure, Observation, Outcome
 from usm.placement.model import (
     DEFAULT_OPTIONS,
@@ -84,6 +91,7 @@ from usm.placement.plans import (
     TerminateHost,
     UseHost,
 )
+from usm.placement.predictions import PredictionWindow, effective_min_replicas
 from usm.simulator.scenario import Fault, FaultKind, Scenario
 from usm.simulator.workload import noise_factors, rate
 
@@ -281,6 +289,12 @@ class World:
         self._layout_cache: _ClusterLayout | None = None
         self._demands: dict[str, ContainerDemand] = {}
         self._capacities: dict[str, HostCapacity] = {}
+        self.held: set[str] = set()  # services of apps waiting to be launched: no minimum is asked for them
+        self._windows: dict[str, list[PredictionWindow]] = {}
+        for prediction in scenario.predictions:
+            self._windows.setdefault(prediction.service, []).append(prediction.window)
+        self._own_minimums = tuple(s.min_replicas for s in services)
+        self._inventory_minimums = self._own_minimums
 
     # --- time --------------------------------------------------------------------------------------
 
@@ -790,12 +804,15 @@ class World:
 
     def inventory(self) -> Inventory:
         """The engine's view: hosts that run or start, apps, services, and containers running or starting."""
-        if self._inventory_cache is None:
+        minimums = self.min_replicas()
+        if self._inventory_cache is None or minimums != self._inventory_minimums:
+            self._inventory_minimums = minimums
             hosts = tuple(Host(h.name, h.region, h.location.latitude, h.location.longitude)
                           for h in sorted(self._hosts, key=lambda h: h.name)
                           if not h.gone and h.state is not HostState.STOPPED)
             apps = tuple(App(a.name, a.services) for a in self.scenario.apps)
-            services = tuple(Service(s.name, s.min_replicas, s.max_replicas) for s in self.scenario.services)
+            services = tuple(Service(s.name, low, s.max_replicas)
+                             for s, low in zip(self.scenario.services, minimums, strict=True))
             containers = tuple(self._containers[name].view for name in sorted(self._containers))
             self._inventory_cache = Inventory(hosts, apps, services, containers)
         return self._inventory_cache
@@ -890,7 +907,14 @@ class World:
 
     def _service_specs(self, load: _Load) -> tuple[ServiceSpec, ...]:
         expected = self._expected_cpu(load)
-        return tuple(ServiceSpec(s.name, Resources(expected[s.name], s.memory, s.disk), s.min_replicas)
+        return tuple(ServiceSpec(s.name, Resources(expected[s.name], s.memory, s.disk), 0 if s.name in self.held else low)
+                     for s, low in zip(self.scenario.services, self.min_replicas(), strict=True))
+
+    def min_replicas(self) -> tuple[int, ...]:
+        """Each service's minimum replicas now, in scenario order (see the module's documentation)."""
+        if not self._windows:
+            return self._own_minimums
+        return tuple(effective_min_replicas(s.min_replicas, self._windows.get(s.name, ()), self.now, s.start_time)
                      for s in self.scenario.services)
 
     def _requests(self, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
@@ -901,6 +925,33 @@ class World:
             counts = (matrix @ load.rates) * self.request_window if len(places) else np.zeros(0)
             result[name] = tuple((p, float(c)) for p, c in zip(places, counts.tolist(), strict=True) if c > 0)
         return result
+
+    # --- app launches: the usm.manager.launcher.LaunchActuator --------------------------------------------
+
+    def start_replica(self, step: PlaceReplica, at: float) -> Started:
+        """Start one replica as ``step`` says (as ``execute`` does) and name it."""
+        try:
+            self.advance(at)
+        except ValueError as error:
+            return Started(False, detail=str(error))
+        refusal = self._known_service(step.service) or self._refusal(step.on)
+        if refusal:
+            return Started(False, detail=refusal)
+        host = self._receiving_host(step.on)
+        container = self._start_container(step.service, host)
+        return Started(True, container.name, host.name, f"{container.name} starting on {host.name}")
+
+    def replica_state(self, container: str, at: float) -> ReplicaState:
+        """A running container is ready (a request reaches it as soon as it runs); one not there is gone."""
+        self.advance(at)
+        found = self._containers.get(container)
+        if found is None:
+            return ReplicaState.GONE
+        return ReplicaState.READY if found.state == "running" else ReplicaState.STARTING
+
+    def stop_replica(self, container: str, at: float) -> Outcome:
+        found = self._containers.get(container)
+        return self.execute(StopContainer(container, found.host if found else ""), at)
 
     # --- for reports and tests ------------------------------------------------------------------------------
 

@@ -37,9 +37,14 @@ def world(containers: int, hosts: int, services: int, sources: int, hours: float
 
     host_defs = tuple(HostDefinition(f"h{i:04d}", HostKind.EDGE, somewhere(), Resources(16, 64 * 2**30, 500 * 2**30))
                       for i in range(hosts))
+    # Replica bounds keep the fleet near its size (each service within -20% / +20% of its share): without them
+    # the default policy's replicate-on-rx keeps adding replicas for a day and the benchmark would measure a
+    # world several times larger than the one it names.
+    share = containers // services
     service_defs = tuple(
         ServiceDefinition(f"s{i:03d}", "bench/image", 256 * 2**20, 0.002,
-                          dependencies=tuple(f"s{j:03d}" for j in (2 * i + 1, 2 * i + 2) if j < services))
+                          dependencies=tuple(f"s{j:03d}" for j in (2 * i + 1, 2 * i + 2) if j < services),
+                          min_replicas=max(1, share * 4 // 5), max_replicas=max(1, share * 6 // 5))
         for i in range(services))
     container_defs = tuple(InitialContainer(f"s{i % services:03d}-{i // services + 1}", f"s{i % services:03d}",
                                             f"h{(i * 7) % hosts:04d}") for i in range(containers))

@@ -92,7 +92,7 @@ class LiveCollector:
         inventory = Inventory(hosts, apps, services,
                               tuple(Container(c.name, c.service, c.host) for c in sorted(running, key=_name)))
         return Observation(
-            inventory=inventory, cluster=self._cluster(samples, running), samples=samples, requests=requests,
+            inventory=inventory, placement=self._cluster(samples, running), samples=samples, requests=requests,
             services=tuple(ServiceSpec(s.name, s.demand, s.min_replicas) for s in self.site.services),
             failures=failures, problems=tuple(problems))
 

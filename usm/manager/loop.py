@@ -15,7 +15,7 @@ from usm.engine.inventory import Inventory
 from usm.manager.decisionlog import DecisionLog, cycle_records, inventory_record
 from usm.manager.ports import Actuator, Collector, Observation, Outcome
 from usm.placement.model import DEFAULT_OPTIONS, PlacementOptions
-from usm.placement.planner import FailedContainer, Planned, PlannerState, plan_cycle
+from usm.placement.planner import FailedContainer, Planned, PlannerState, nothing_to_plan, plan_cycle
 from usm.placement.plans import NoPlan
 from usm.placement.recovery import GiveUpRecovery
 
@@ -50,9 +50,12 @@ class ControlLoop:
         terms = self.history.terms(at, settings.period, self.engine.compiled.terms, settings.retention)
         cycle = self.engine.cycle(at, observation.inventory, terms)
         failures = [FailedContainer(f.container, f.service, f.host, f.lineage) for f in observation.failures]
-        options = observation.options or self.options
-        planned, self.planner = plan_cycle(at, cycle.actions, observation.cluster, observation.services,
-                                           observation.requests, failures, self.planner, options)
+        if nothing_to_plan(cycle.actions, failures, observation.services, observation.inventory.replicas):
+            planned, self.planner = (), PlannerState(self.planner.recovery.pruned(at))
+        else:
+            planned, self.planner = plan_cycle(at, cycle.actions, observation.cluster, observation.services,
+                                               observation.requests, failures, self.planner,
+                                               observation.options or self.options)
         outcomes = tuple(self._execute(item, at) for item in planned)
         if self.log is not None:
             change = inventory_record(self._logged_inventory, observation.inventory, at)

@@ -8,8 +8,9 @@ dry run or a simulation trustworthy: the same engine, placement and loop decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import polars as pl
@@ -37,13 +38,19 @@ class Observation:
     """Everything the loop reads at one cycle time."""
 
     inventory: Inventory  # the engine's view: hosts, apps, services, containers (running or starting)
-    cluster: Cluster  # placement's view of the same: capacities, usage, demands, host states
+    placement: Cluster | Callable[[], Cluster]  # placement's view of the same, or how to make it when needed
     samples: pl.DataFrame  # ts, entity, field, value: the samples measured since the last cycle
     requests: RequestLocations  # service -> where its callers were, over the request window
     services: tuple[ServiceSpec, ...] = ()  # every service's demand and minimum replicas
     failures: tuple[Failure, ...] = ()  # containers that failed since the last cycle
     options: PlacementOptions | None = None  # the world's own bounds (launch capacity, host limits), if any
     problems: tuple[Any, ...] = ()  # sources that could not be read (usm.collectors.batch.Problem), and why
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        """Placement's view: capacities, usage, demands, host states. Made on first use, since most cycles plan
+        nothing (the simulator's world pays several milliseconds for it at a thousand containers)."""
+        return self.placement() if callable(self.placement) else self.placement
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,14 @@ def callers_centroids(requests: Mapping[str, Sequence[tuple[Coordinates, float]]
     return result
 
 
+def nothing_to_plan(actions: Sequence[Action], failures: Sequence[FailedContainer], services: Sequence[ServiceSpec],
+                    replicas: Mapping[str, int]) -> bool:
+    """Whether ``plan_cycle`` would plan nothing: no action, no failure, and every service at its minimum
+    (``replicas``: running and starting containers by service). Most cycles are such, and the caller can then
+    skip building the cluster."""
+    return not actions and not failures and all(replicas.get(s.name, 0) >= s.min_replicas for s in services)
+
+
 def plan_cycle(
     at: float,
     actions: Iterable[Action],

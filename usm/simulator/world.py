@@ -777,7 +777,7 @@ class World:
             policy = Policy(Settings(period=self.scenario.tick, seed=self.seed), simulated_metrics=active)
             samples = apply_simulated_metrics(policy, inventory, at, samples)
         failures, self._failures = tuple(self._failures), []
-        return Observation(inventory=inventory, cluster=self.cluster(), samples=samples,
+        return Observation(inventory=inventory, placement=self.cluster, samples=samples,
                            requests=self._requests(load), services=self._service_specs(load), failures=failures,
                            options=self.placement_options())
 

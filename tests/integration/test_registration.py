@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
 from aiohttp import web
 
-from tests.services import free_port, wait_until
+from tests.services import Service, free_port, port_open, wait_until
 from tests.services.etcd import EtcdCluster
 from tests.services.locationmonitor import LocationMonitor
 from tests.services.registration import RegistrationSidecar
@@ -295,3 +297,30 @@ def test_a_failed_forward_keeps_the_locations_for_the_next_one(etcd, monitor) ->
     assert len(sidecar.buffer) == 0
     assert get_json(f"{monitor.url}/metrics")["services"]["orders-forward"] == [
         {"latitude": 41.15, "longitude": -8.61, "count": 5}]
+
+
+def test_the_example_service_finds_its_dependency_through_the_sidecar(cluster, tmp_path) -> None:
+    """examples/registration/service.py: frontend calls backend, found through a sidecar, over real HTTP."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "registration" / "service.py"
+    backend_port, frontend_port = free_port(), free_port()
+    registry = Registry(Etcd(cluster.endpoints))
+    backend = registry.register(Instance("backend-example", "127.0.0.1", backend_port, LISBON), ttl=30)
+    sidecar = Sidecar(Registry(Etcd(cluster.endpoints)), PORTO)
+    with served(make_app(sidecar)) as url:
+        processes = [Service("backend", [sys.executable, str(example), "--name", "backend", "--port",
+                                         str(backend_port)], tmp_path),
+                     Service("frontend", [sys.executable, str(example), "--name", "frontend", "--port",
+                                          str(frontend_port), "--calls", "backend-example", "--sidecar", url],
+                             tmp_path)]
+        try:
+            for process, port in zip(processes, (backend_port, frontend_port), strict=True):
+                process.start(lambda p=port: port_open(p))
+            wait_until(lambda: get_json(f"{url}/services/backend-example/endpoints"), 10, "backend in the cache")
+            answer = get_json(f"http://127.0.0.1:{frontend_port}/call")
+        finally:
+            for process in processes:
+                process.stop()
+            backend.deregister()
+    assert answer["called"] == f"127.0.0.1:{backend_port}"
+    assert answer["answer"] == {"service": "backend"}
+    assert answer["distanceKm"] == pytest.approx(274.0, abs=1.0)

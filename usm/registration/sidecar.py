@@ -18,6 +18,7 @@ Its registration is kept alive by a :class:`KeepAlive` thread and revoked when t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -52,6 +53,7 @@ class Sidecar:
     buffer: RequestBuffer = field(default_factory=RequestBuffer)
     cache: InstanceCache = field(init=False)
     _rankings: dict[tuple[str, Coordinates], tuple[Ranked, ...]] = field(default_factory=dict)
+    _answers: dict[Ranked, bytes] = field(default_factory=dict)
     _rankings_version: int = -1
 
     def __post_init__(self) -> None:
@@ -60,13 +62,23 @@ class Sidecar:
     def ranked(self, service: str, caller: Coordinates) -> tuple[Ranked, ...]:
         """The instances of ``service`` nearest first from ``caller``; cached until the registry changes."""
         if self.cache.version != self._rankings_version or len(self._rankings) > RANKINGS_KEPT:
-            self._rankings = {}
+            self._rankings, self._answers = {}, {}
             self._rankings_version = self.cache.version
         key = (service, caller)
         ranked = self._rankings.get(key)
         if ranked is None:
             ranked = self._rankings[key] = rank(self.cache.services.get(service, ()), caller)
         return ranked
+
+    def answer(self, chosen: Ranked) -> bytes:
+        """The JSON body naming ``chosen``, encoded once per registry version (look-ups repeat it)."""
+        body = self._answers.get(chosen)
+        if body is None:
+            instance = chosen.instance
+            body = self._answers[chosen] = json.dumps({
+                "instanceId": instance.instance_id, "endpoint": instance.endpoint,
+                "distanceKm": round(chosen.distance_km, 3), "region": instance.region}).encode()
+        return body
 
 
 SIDECAR: web.AppKey[Sidecar] = web.AppKey("sidecar", Sidecar)
@@ -124,9 +136,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     if chosen is None:
         return _error(404, f"no instance of service {service!r} is registered")
     sidecar.buffer.add(service, caller.latitude, caller.longitude)
-    instance = chosen.instance
-    return web.json_response({"instanceId": instance.instance_id, "endpoint": instance.endpoint,
-                              "distanceKm": round(chosen.distance_km, 3), "region": instance.region})
+    return web.Response(body=sidecar.answer(chosen), content_type="application/json")
 
 
 async def get_endpoints(request: web.Request) -> web.Response:

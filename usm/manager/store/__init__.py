@@ -3,7 +3,9 @@ predictions, containers, per-region components) and an index of the decision log
 
 ``database`` opens a store and migrates it (Alembic, ``usm db upgrade``); ``crud`` is the service layer the hub
 and the CLI share; ``views`` gives the engine's ``Inventory`` and placement's ``Cluster`` of what is stored;
-``accounts`` holds the hub's users, API tokens and audit log.
+``accounts`` holds the hub's users, API tokens and audit log; ``federation`` the workers, region leases, host
+assignments and stop requests through which a master and its workers coordinate; ``configs`` the policy and site
+versions the master hands them.
 """
 
 from usm.manager.store.accounts import ApiToken, AuditEntry, User
@@ -15,6 +17,7 @@ from usm.manager.store.catalog import (
     Service,
     ServiceKind,
 )
+from usm.manager.store.configs import ConfigKind, ConfigVersion
 from usm.manager.store.containers import (
     Container,
     ContainerState,
@@ -32,6 +35,8 @@ from usm.manager.store.errors import (
 )
 from usm.manager.store.federation import (
     HostAssignment,
+    RegionLease,
+    StopRequest,
     Worker,
     WorkerState,
     heartbeat,
@@ -50,10 +55,10 @@ from usm.manager.store.hosts import (
 )
 
 __all__ = [
-    "ApiToken", "App", "AppService", "AuditEntry", "Base", "CloudHost", "Container", "ContainerState",
-    "DecisionRecord", "Duplicate", "EdgeHost", "ElasticIp", "EventPrediction", "Host", "HostAssignment", "InUse",
-    "Invalid", "LoadBalancer",
-    "Node", "NodeAvailability", "NodeRole", "NodeState", "NotFound", "NotMigrated", "Region", "RegistrationServer",
-    "Service", "ServiceKind", "StoreError", "User", "Worker", "WorkerState", "heartbeat", "index_log",
-    "read_record", "silent_workers",
+    "ApiToken", "App", "AppService", "AuditEntry", "Base", "CloudHost", "ConfigKind", "ConfigVersion", "Container",
+    "ContainerState", "DecisionRecord", "Duplicate", "EdgeHost", "ElasticIp", "EventPrediction", "Host",
+    "HostAssignment", "InUse", "Invalid", "LoadBalancer", "Node", "NodeAvailability", "NodeRole", "NodeState",
+    "NotFound", "NotMigrated", "Region", "RegionLease", "RegistrationServer", "Service", "ServiceKind",
+    "StopRequest", "StoreError", "User", "Worker", "WorkerState", "heartbeat", "index_log", "read_record",
+    "silent_workers",
 ]

@@ -234,6 +234,7 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     sidecar.cache.stop()
     if keepalive is not None:
         keepalive.stop()
+        await loop.run_in_executor(None, keepalive.join, 10.0)  # no renewal may re-register after the revoke
         try:
             await loop.run_in_executor(None, sidecar.registration.deregister)
         except EtcdError as error:

@@ -1,4 +1,4 @@
-"""moto_server: AWS's EC2 API, locally, on a loopback port.
+"""moto_server: AWS's EC2 API, locally, on a loopback port (usm's lab launcher, `usm.lab.moto`).
 
 `MotoServer(workdir).start()` listens on 127.0.0.1:<free port>; `reset()` clears every resource between tests
 (POST /moto-api/reset). moto is strict here where real EC2 is: unknown AMIs and instance types are refused
@@ -11,56 +11,33 @@ and hides any real AWS configuration, so boto3's ordinary credential chain finds
 
 from __future__ import annotations
 
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from . import Service, free_port, in_ci
+from usm.lab import moto as lab
+from usm.lab.process import MissingBinary
+
+from . import in_ci
 
 DUMMY = "testing"  # moto's documented dummy credential value, not a secret
-
-SETTINGS = {
-    "MOTO_ENABLE_AMI_VALIDATION": "true",
-    "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
-    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
-}
 
 
 def moto_server_binary() -> str:
     """moto_server from this venv (the `dev` extra installs moto[server]); skip, or fail in CI, without it."""
-    binary = Path(sys.executable).parent / "moto_server"
-    if binary.exists():
-        return str(binary)
-    message = "moto_server is not installed (install the dev extra: uv pip install -e '.[dev]')"
+    try:
+        return lab.moto_server_binary()
+    except MissingBinary as missing:
+        message = str(missing)
     if in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
 
-class MotoServer(Service):
+class MotoServer(lab.MotoServer):
     def __init__(self, workdir: Path):
-        self.port = free_port()
-        argv = [moto_server_binary(), "-H", "127.0.0.1", "-p", str(self.port)]
-        super().__init__("moto", argv, Path(workdir), env=SETTINGS)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _post(self, path: str) -> int:
-        request = urllib.request.Request(f"{self.url}{path}", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-
-    def start(self, ready=None, timeout: float = 30.0) -> MotoServer:
-        def answers() -> bool:
-            with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=2) as answer:
-                return answer.status == 200
-
-        super().start(ready or answers, timeout)
-        return self
+        moto_server_binary()
+        super().__init__(workdir)
 
     def warm_up(self) -> None:
         """Make moto load its EC2 backend now (its first EC2 request takes ~6 s), so that no single test pays."""
@@ -69,10 +46,6 @@ class MotoServer(Service):
         client = boto3.client("ec2", region_name="us-east-1", endpoint_url=self.url,
                               aws_access_key_id=DUMMY, aws_secret_access_key=DUMMY)
         client.describe_regions()
-
-    def reset(self) -> None:
-        """Forget every resource of every service and region."""
-        self._post("/moto-api/reset")
 
 
 def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus and node_exporter as background processes on free loopback ports.
+"""Prometheus and node_exporter as background processes on free loopback ports (usm's lab launchers,
+`usm.lab.prometheus`), skipped where they are not installed.
 
 `NodeExporter(workdir).start()` serves /metrics on 127.0.0.1:<port> (`instance` is the target's label).
 `Prometheus(workdir, targets).start()` scrapes those targets every second with a generated config and keeps
@@ -7,73 +8,29 @@ its data in the work directory; `up(instance)` reads the target state back and `
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-from . import Service, free_port, need, wait_until
+from usm.lab import prometheus as lab
+
+from . import need
 
 SCRAPE_INTERVAL = "1s"
 
 
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.read()
-
-
-class NodeExporter(Service):
+class NodeExporter(lab.NodeExporter):
     """node_exporter without its systemd collector (no systemd here: it only logs errors)."""
 
     def __init__(self, workdir: Path, name: str = "node_exporter"):
-        self.port = free_port()
-        argv = [need("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{self.port}",
-                "--no-collector.systemd"]
-        super().__init__(name, argv, workdir)
-
-    @property
-    def instance(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, ready=None, timeout: float = 30.0) -> NodeExporter:
-        super().start(ready or (lambda: b"node_cpu_seconds_total" in _get(f"http://{self.instance}/metrics")),
-                      timeout)
-        return self
+        need("prometheus-node-exporter")
+        super().__init__(workdir, name)
 
 
-class Prometheus(Service):
+class Prometheus(lab.Prometheus):
     """Prometheus scraping `targets` (host:port) as job `node`, every SCRAPE_INTERVAL."""
 
     def __init__(self, workdir: Path, targets: list[str]):
-        root = Path(workdir)
-        root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.config = root / "prometheus.yml"
-        # JSON is YAML: no YAML writer needed for a generated config.
-        self.config.write_text(json.dumps({
-            "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-            "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": targets}]}],
-        }, indent=2))
-        argv = [need("prometheus"), f"--config.file={self.config}", f"--storage.tsdb.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}"]
-        super().__init__("prometheus", argv, root)
+        need("prometheus")
+        super().__init__(workdir, targets, SCRAPE_INTERVAL)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready=None, timeout: float = 30.0) -> Prometheus:
-        super().start(ready or (lambda: _get(f"{self.url}/-/ready") is not None), timeout)
-        return self
-
-    def query(self, promql: str) -> list[dict]:
-        answer = json.loads(_get(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})))
-        return answer["data"]["result"]
-
-    def up(self, instance: str) -> float | None:
-        """The target's last `up` value, or None before its first scrape."""
-        result = self.query(f'up{{instance="{instance}"}}')
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_up(self, instance: str, value: float = 1.0, timeout: float = 30.0) -> None:
-        wait_until(lambda: self.up(instance) == value, timeout, f"up{{instance={instance!r}}} == {value:g}")
+__all__ = ["SCRAPE_INTERVAL", "NodeExporter", "Prometheus"]

@@ -183,7 +183,7 @@ class EdgeHosts:
                              "its own key")
         key_file = self.key_file(host)
         generated = not key_file.exists()
-        key = _new_key(key_file) if generated else self._key(host)
+        key = new_key_pair(key_file) if generated else self._key(host)
         line = f"{key.get_name()} {key.get_base64()} usm@{socket.gethostname()}"
         try:
             with closing(self._connect(host, Password(host.user, lambda: password), "its password", True)) as first:
@@ -537,7 +537,7 @@ def _job_files(name: str) -> str:
     return f"{JOBS}/{name}"
 
 
-def _new_key(path: Path) -> paramiko.PKey:
+def new_key_pair(path: Path) -> paramiko.PKey:
     """Generate an ed25519 key pair here, on the manager: the private key to ``path`` (0600, written whole),
     the public key beside it (``.pub``) for operators."""
     private = Ed25519PrivateKey.generate()

@@ -309,6 +309,81 @@ def run(policy_dir: Path, site_file: Path, dry_run: bool, live: bool, data: Path
         click.echo(f"stopped after {ran} cycle{'s' if ran != 1 else ''}", err=True)
 
 
+LAB_DIR = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("lab"),
+                       show_default=True, help="The lab's directory: its processes' PIDs, logs, keys and files.")
+
+
+@main.group()
+def lab() -> None:
+    """A local lab: pseudo-hosts on this machine (dockerd, sshd, node_exporter each) for usm run."""
+
+
+@lab.command("up")
+@click.option("--hosts", "count", type=click.IntRange(min=1), default=2, show_default=True,
+              help="How many pseudo-hosts (each at its own place on the map).")
+@click.option("--cores", type=float, help="Cores each pseudo-host declares (default: this machine's). They all "
+                                          "report this machine's load: declare more on a machine kept busy.")
+@LAB_DIR
+def lab_up(count: int, cores: float | None, directory: Path) -> None:
+    """Start the lab and write its site file, env file and demo policy into its directory."""
+    from usm.lab.state import LabError, LabFiles
+    from usm.lab.up import up
+
+    try:
+        state = up(directory, count, cores, announce=lambda line: click.echo(line, err=True))
+    except LabError as error:
+        click.echo(f"usm lab up: {error}", err=True)
+        sys.exit(1)
+    files = LabFiles(directory.absolute())
+    table = Table("host", "docker", "node exporter", title=f"lab in {files.directory}")
+    for host in state.hosts:
+        table.add_row(host["name"], host["docker"], host["node_exporter"])
+    Console(highlight=False).print(table)
+    for name, url in state.urls.items():
+        click.echo(f"{name}: {url}")
+    click.echo(f"\nnext: . {files.env}\n      usm run --dry-run --site {files.site} --policy {files.policy} "
+               f"--data {files.directory / 'dry-run'}\n      usm lab down --dir {directory}")
+
+
+@lab.command("status")
+@LAB_DIR
+def lab_status(directory: Path) -> None:
+    """Show the lab's processes: exit 0 when all run, 1 when some stopped, 2 when there is no lab."""
+    from usm.lab.state import LabError, status
+
+    try:
+        state, processes = status(directory)
+    except LabError as error:
+        click.echo(f"usm lab status: {error}", err=True)
+        sys.exit(2)
+    table = Table("process", "pid", "state", title=f"lab in {directory.absolute()}")
+    for record, running in processes:
+        table.add_row(record.name, str(record.pid), "running" if running else "[red]stopped[/red]")
+    Console(highlight=False).print(table)
+    for host in state.hosts:
+        click.echo(f"{host['name']}: docker {host['docker']}, node exporter {host['node_exporter']}")
+    for name, url in state.urls.items():
+        click.echo(f"{name}: {url}")
+    sys.exit(0 if all(running for _, running in processes) else 1)
+
+
+@lab.command("down")
+@LAB_DIR
+@click.option("--keep", is_flag=True, help="Keep the lab's files (logs, site file) after stopping it.")
+def lab_down(directory: Path, keep: bool) -> None:
+    """Stop every process of the lab by PID, unmount what its engines left, and remove its directory."""
+    from usm.lab.state import LabError, down
+
+    try:
+        stopped = down(directory, keep)
+    except LabError as error:
+        click.echo(f"usm lab down: {error}", err=True)
+        sys.exit(2)
+    click.echo(f"stopped {len(stopped.processes)} processes" + ("" if keep else f"; removed {directory}"))
+    if stopped.leftovers:
+        click.echo(f"also stopped {len(stopped.leftovers)} processes left behind:\n  " + "\n  ".join(stopped.leftovers))
+
+
 def _moment(text: str) -> float:
     """Seconds since the epoch, from a number or an ISO 8601 time (UTC unless it says otherwise)."""
     from datetime import UTC, datetime

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from usm.engine.expressions import BUILTIN_FIELDS, Node, terms
 from usm.engine.terms import Term
+from usm.engine.yamldoc import Location
 
 
 class Scope(str, Enum):
@@ -41,16 +42,6 @@ def allowed_decisions(scope: Scope) -> tuple[Decision, ...]:
     return HOST_DECISIONS if scope is Scope.HOST else CONTAINER_DECISIONS
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where something was written: a file and a 1-based line and column."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
 
 
 DEFAULT_STREAK: Mapping[Decision, int] = MappingProxyType({

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from usm.engine import InvalidSource, load_policy
+from usm.engine.yamldoc import InvalidSource
 
 STYLES = {"ok": "green", "fail": "red bold", "detail": "", "error": "red"}
 
@@ -31,6 +31,8 @@ def policy_check(path: Path) -> None:
     """Validate the policy directory (or file) PATH: exit 0 when valid, 2 with every problem."""
     console = Console(highlight=False)
     try:
+        from usm.engine import load_policy
+
         loaded = load_policy(path)
     except InvalidSource as invalid:
         for problem in invalid.problems:
@@ -185,6 +187,8 @@ def simulate(scenario: str, policy_path: Path | None, seed: int | None, out: Pat
     try:
         loaded = load_scenario(scenario)
         path = policy_path or loaded.policy or Path("policies")
+        from usm.engine import load_policy
+
         policy_ = load_policy(path, period=loaded.tick)
     except InvalidSource as invalid:
         for problem in invalid.problems:
@@ -428,6 +432,8 @@ def policy_backtest(policy_dir: Path, data: Path, start: str | None, end: str | 
         if not path.is_file():
             raise click.BadParameter(f"{path} does not exist: give --data the directory of a run's records")
     try:
+        from usm.engine import load_policy
+
         candidate = load_policy(policy_dir)
     except InvalidSource as invalid:
         _problems_exit(invalid, "the candidate policy was not loaded")
@@ -509,44 +515,6 @@ def registration_client(etcd_endpoints: str, host: str, port: int, service: str 
     sidecar = Sidecar(registry, place, Registration(etcd, instance, ttl) if instance else None,
                       monitor or None, every, random.Random(seed))
     serve(host, port, sidecar, announce=lambda line: click.echo(line, err=True))
-
-
-@main.command("lb-api")
-@click.option("--prefix", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="nginx's directory: its configuration, logs, temporary files and the saved servers.")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="Where nginx balances (address:port).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="The address the API listens on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=1906, show_default=True,
-              help="The port the API listens on.")
-@click.option("--region", default="", help="The region this load balancer serves (named in the configuration).")
-@click.option("--workers", default="auto", show_default=True, help="nginx worker processes.")
-@click.option("--api-htpasswd", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Also expose the API through nginx at /_/api/, behind basic auth with this htpasswd file.")
-@click.option("--no-start", is_flag=True, help="nginx runs already (under its own supervision): only reload it.")
-def lb_api(prefix: Path, listen: str, host: str, port: int, region: str, workers: str, api_htpasswd: Path | None,
-           no_start: bool) -> None:
-    """Serve the load balancer's API (GET /api/servers, POST|PUT|DELETE /api/SERVICE/servers[/SERVER]) and
-    keep nginx's configuration in step: every change is checked with nginx -t and applied by a graceful reload."""
-    import logging
-
-    from usm.actuators.nginx import Nginx, NginxError
-    from usm.loadbalancer.api import LoadBalancer, load_table, serve
-    from usm.loadbalancer.config import ApiRoute, Settings
-    from usm.loadbalancer.servers import InvalidServer
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        route = ApiRoute(f"http://{host}:{port}", str(api_htpasswd.resolve())) if api_htpasswd else None
-        settings = Settings(listen, region, int(workers) if workers.isdigit() else workers, api=route)
-        nginx = Nginx(prefix)
-        state = nginx.prefix / "servers.json"
-        balancer = LoadBalancer(nginx, settings, state, load_table(state))
-        serve(host, port, balancer, start_nginx=not no_start, announce=lambda line: click.echo(line, err=True))
-    except InvalidServer as invalid:
-        raise click.BadParameter(str(invalid)) from None
-    except NginxError as failed:
-        click.echo(f"usm lb-api: {failed}", err=True)
-        sys.exit(1)
 
 
 STORE_OPTION = click.option(
@@ -642,6 +610,44 @@ def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, s
         click.echo(f"usm serve: sign in with a user made by `usm user create --admin NAME --db {target}`", err=True)
     click.echo(f"usm serve: http://{host}:{port}/login (API at /api, described at /api/openapi.json)", err=True)
     waitress.serve(app, host=host, port=port, threads=threads, ident="usm")
+
+
+@main.command("lb-api")
+@click.option("--prefix", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="nginx's directory: its configuration, logs, temporary files and the saved servers.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="Where nginx balances (address:port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address the API listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1906, show_default=True,
+              help="The port the API listens on.")
+@click.option("--region", default="", help="The region this load balancer serves (named in the configuration).")
+@click.option("--workers", default="auto", show_default=True, help="nginx worker processes.")
+@click.option("--api-htpasswd", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also expose the API through nginx at /_/api/, behind basic auth with this htpasswd file.")
+@click.option("--no-start", is_flag=True, help="nginx runs already (under its own supervision): only reload it.")
+def lb_api(prefix: Path, listen: str, host: str, port: int, region: str, workers: str, api_htpasswd: Path | None,
+           no_start: bool) -> None:
+    """Serve the load balancer's API (GET /api/servers, POST|PUT|DELETE /api/SERVICE/servers[/SERVER]) and
+    keep nginx's configuration in step: every change is checked with nginx -t and applied by a graceful reload."""
+    import logging
+
+    from usm.actuators.nginx import Nginx, NginxError
+    from usm.loadbalancer.api import LoadBalancer, load_table, serve
+    from usm.loadbalancer.config import ApiRoute, Settings
+    from usm.loadbalancer.servers import InvalidServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        route = ApiRoute(f"http://{host}:{port}", str(api_htpasswd.resolve())) if api_htpasswd else None
+        settings = Settings(listen, region, int(workers) if workers.isdigit() else workers, api=route)
+        nginx = Nginx(prefix)
+        state = nginx.prefix / "servers.json"
+        balancer = LoadBalancer(nginx, settings, state, load_table(state))
+        serve(host, port, balancer, start_nginx=not no_start, announce=lambda line: click.echo(line, err=True))
+    except InvalidServer as invalid:
+        raise click.BadParameter(str(invalid)) from None
+    except NginxError as failed:
+        click.echo(f"usm lb-api: {failed}", err=True)
+        sys.exit(1)
 
 
 @main.group("docker-proxy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,3 +110,44 @@ def test_a_host_that_goes_down_has_its_containers_placed_elsewhere(tmp_path):
     assert sorted(s for services in placed.values() for s in services) == ["front", "front", "stock"]
     lisbon = next(h for h in result.final["hosts"] if h["name"] == "lisbon")
     assert lisbon["state"] == "stopped"
+
+
+TWO_REGIONS = """
+name: support
+duration: 12m
+tick: 15s
+seed: 5
+hosts:
+  - {name: lisbon, kind: edge, latitude: 38.72, longitude: -9.14, cpu: 8, ram: 4Gi, disk: 64Gi}
+  - {name: boston, kind: edge, latitude: 42.36, longitude: -71.06, cpu: 8, ram: 4Gi, disk: 64Gi}
+apps:
+  - {name: shop, services: [front]}
+services:
+  - {name: front, image: shop/front, memory: 256Mi, cpu_per_request: 0.001, min_replicas: 2, max_replicas: 2}
+containers:
+  - {name: front-1, service: front, host: lisbon}
+  - {name: front-2, service: front, host: boston}
+workloads:
+  - {name: users, service: front, latitude: 40.0, longitude: -30.0, profile: {kind: constant, rate: 5}}
+faults:
+  - {at: 1m, kind: host_down, host: boston}
+"""
+
+
+def test_support_components_follow_the_regions_containers(tmp_path):
+    """Registry, load balancer and worker start in each region with containers; when boston goes down and its
+    replica is restored in Lisbon, North America's stop five minutes later."""
+    file = tmp_path / "support.yaml"
+    file.write_text(TWO_REGIONS)
+    result = run(load_scenario(file), tmp_path / "out")
+    support = dict(result.timeline.select("at", "support_components").iter_rows())
+    assert support[0.0] == 6  # two regions x three components
+    records = [json.loads(line) for line in (tmp_path / "out" / "decisions.jsonl").read_text().splitlines()]
+    events = [(r["at"], r["event"]["type"], r["event"]["region"]) for r in records if r["type"] == "support"]
+    started = {region for _, kind, region in events if kind == "StartSupport"}
+    assert len(started) == 2
+    emptied = min(at for at, kind, _ in events if kind == "ArmSupportStop")
+    stopped = [(at, region) for at, kind, region in events if kind == "StopSupport"]
+    assert len(stopped) == 1 and stopped[0][0] >= emptied + 300 and stopped[0][1] != "europe"
+    assert support[stopped[0][0]] == 3
+    assert all(count == 6 for at, count in support.items() if at < stopped[0][0])

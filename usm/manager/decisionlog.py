@@ -12,7 +12,8 @@ Record types:
   with its rule, level, streak, the rules it shadowed, the term values the matching rules read
   and the terms they missed;
 * ``action`` and ``suppressed``: the engine's choice after hysteresis, bounds and cooldowns;
-* ``step``: what placement planned for it, and the actuator's outcome.
+* ``step``: what placement planned for it, and the actuator's outcome;
+* ``support``: a region's support components started, stopped, or their stop armed or cancelled.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def replay_inventory(before: Inventory | None, record: dict[str, Any]) -> Invent
 
 
 def cycle_records(cycle: Cycle, planned: Any = (), outcomes: Any = (),
-                  inventory: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+                  inventory: dict[str, Any] | None = None, support: Any = ()) -> Iterator[dict[str, Any]]:
     policy = cycle.policy.digest
     yield {"type": "cycle", "at": cycle.at, "policy": policy, "judged": cycle.evaluations.height}
     if inventory is not None:
@@ -105,6 +106,8 @@ def cycle_records(cycle: Cycle, planned: Any = (), outcomes: Any = (),
     for s in cycle.suppressed:
         yield {"type": "suppressed", "at": s.at, "action": s.action.value, "target": s.target, "entity": s.entity,
                "rule": s.rule, "reason": s.reason, "policy": policy}
+    for event in support:
+        yield {"type": "support", "at": event.at, "event": _plain(event.event), "ok": event.ok, "detail": event.detail}
     for item, outcome in zip(planned, outcomes):
         yield {"type": "step", "at": cycle.at, "why": item.why, "step": _plain(item.step),
                "ok": None if outcome is None else outcome.ok, "detail": "" if outcome is None else outcome.detail}

@@ -1,5 +1,8 @@
 """The control loop: one cycle at a time, collectors -> history -> engine -> placement -> actuators.
 
+Each cycle also steps the per-region support components (registry, load balancer, worker), when the loop
+has them: they start in a region that has containers and stop five minutes after it has none.
+
 The simulator drives it on a virtual clock with its world as collector and actuator; live mode
 drives it on the wall clock with real collectors and actuators, or with a recording actuator
 in a dry run. The loop itself never reads a clock: the driver passes the cycle time.
@@ -14,6 +17,7 @@ from usm.engine import Cycle, Engine
 from usm.engine.inventory import Inventory
 from usm.manager.decisionlog import DecisionLog, cycle_records, inventory_record
 from usm.manager.ports import Actuator, Collector, Observation, Outcome
+from usm.manager.support import RegionSupportLifecycle, SupportOutcome
 from usm.placement.model import DEFAULT_OPTIONS, PlacementOptions
 from usm.placement.planner import FailedContainer, Planned, PlannerState, nothing_to_plan, plan_cycle
 from usm.placement.plans import NoPlan
@@ -27,11 +31,23 @@ class CycleReport:
     cycle: Cycle
     planned: tuple[Planned, ...]
     outcomes: tuple[Outcome | None, ...]  # None where nothing was executed (no plan, gave up)
+    support: tuple[SupportOutcome, ...] = ()  # per-region support components started or stopped
+
+
+def containers_by_region(inventory: Inventory) -> dict[str, int]:
+    """Region -> application containers on its hosts (the inventory holds no support component)."""
+    region = {h.name: h.region for h in inventory.hosts}
+    counts: dict[str, int] = {}
+    for c in inventory.containers:
+        if region.get(c.host):
+            counts[region[c.host]] = counts.get(region[c.host], 0) + 1
+    return counts
 
 
 class ControlLoop:
     def __init__(self, engine: Engine, history: History, collector: Collector, actuator: Actuator,
-                 log: DecisionLog | None = None, options: PlacementOptions = DEFAULT_OPTIONS) -> None:
+                 log: DecisionLog | None = None, options: PlacementOptions = DEFAULT_OPTIONS,
+                 support: RegionSupportLifecycle | None = None) -> None:
         self.engine = engine
         self.history = history
         self.collector = collector
@@ -39,6 +55,7 @@ class ControlLoop:
         self.log = log
         self.options = options
         self.planner = PlannerState()
+        self.support = support
         self.last_pruned = 0.0
         self._logged_inventory: Inventory | None = None  # as the decision log last recorded it
 
@@ -57,12 +74,14 @@ class ControlLoop:
                                                observation.requests, failures, self.planner,
                                                observation.options or self.options)
         outcomes = tuple(self._execute(item, at) for item in planned)
+        support = () if self.support is None else \
+            tuple(self.support.step(containers_by_region(observation.inventory), at))
         if self.log is not None:
             change = inventory_record(self._logged_inventory, observation.inventory, at)
             self._logged_inventory = observation.inventory
-            self.log.write(cycle_records(cycle, planned, outcomes, change))
+            self.log.write(cycle_records(cycle, planned, outcomes, change, support))
         self._housekeeping(at, settings.retention)
-        return CycleReport(at, observation, cycle, planned, outcomes)
+        return CycleReport(at, observation, cycle, planned, outcomes, support)
 
     def _execute(self, item: Planned, at: float) -> Outcome | None:
         if isinstance(item.step, (NoPlan, GiveUpRecovery)):

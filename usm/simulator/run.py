@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from usm.engine import Engine, Policy
 from usm.manager.decisionlog import DecisionLog
 from usm.manager.launcher import LaunchReport
 from usm.manager.loop import ControlLoop
+from usm.manager.support import RegionSupportLifecycle
 from usm.simulator.launches import ScheduledLaunches
 from usm.simulator.scenario import Scenario
 from usm.simulator.world import World
@@ -48,6 +49,35 @@ class Simulation:
         return self.timeline.height
 
 
+SUPPORT_COMPONENTS = ("registry", "load-balancer", "worker")
+"""What runs in each region that has containers (started in this order, stopped in the reverse)."""
+
+
+@dataclass
+class SimulatedSupport:
+    """The per-region support components of the simulated world: which run where."""
+
+    running: dict[str, set[str]] = field(default_factory=dict)  # region -> components running there
+
+    def components(self) -> list[_Component]:
+        return [_Component(name, self.running) for name in SUPPORT_COMPONENTS]
+
+    def count(self) -> int:
+        return sum(len(names) for names in self.running.values())
+
+
+@dataclass
+class _Component:
+    name: str
+    running: dict[str, set[str]]
+
+    def start(self, region: str) -> None:
+        self.running.setdefault(region, set()).add(self.name)
+
+    def stop(self, region: str) -> None:
+        self.running.get(region, set()).discard(self.name)
+
+
 def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: Path | None = None,
              progress: Callable[[int, int], None] | None = None) -> Simulation:
     """Run ``scenario`` under ``policy``. With ``out``, the decision log goes to
@@ -68,7 +98,8 @@ def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: P
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             log = DecisionLog(stack.enter_context((out / "decisions.jsonl").open("w", encoding="utf-8")))
-        loop = ControlLoop(engine, history, world, world, log)
+        support = SimulatedSupport()
+        loop = ControlLoop(engine, history, world, world, log, support=RegionSupportLifecycle(support.components()))
         for index in range(ticks):
             at = index * scenario.tick
             launches.run_until(at)
@@ -76,7 +107,7 @@ def simulate(scenario: Scenario, policy: Policy, seed: int | None = None, out: P
             report = loop.run_cycle(at)
             steps += sum(1 for o in report.outcomes if o is not None and o.ok)
             action_rows.extend((a.at, a.action.value, a.target, a.container, a.rule) for a in report.cycle.actions)
-            kpis.append(world.kpis(at))
+            kpis.append({**world.kpis(at), "support_components": support.count()})
             replica_rows.extend((at, service, count) for service, count in sorted(world.replicas().items()))
             if progress:
                 progress(index + 1, ticks)

@@ -55,3 +55,12 @@ def test_a_worker_registers_and_on_stop_clears_its_region_then_gives_it_back():
     assert startup_plan(WORKER) == (RequireStore(), RegisterWorker("w-na", "north_america"))
     assert shutdown_plan(WORKER) == (StopContainers(("north_america",)), TerminateCloudHosts(("north_america",)),
                                      UnregisterWorker("w-na"))
+
+
+def test_a_dry_run_keeps_to_the_store():
+    dry = Deployment(Role.MASTER, "master", "europe", REGIONS, ("eu-west-3",), dry_run=True)
+    assert startup_plan(dry) == (MigrateStore(), ClearStopRequests(), PublishSite(), PublishPolicy(),
+                                 PrepareRegions(REGIONS))
+    assert shutdown_plan(dry) == (RequestWorkersStop(), AwaitWorkers(60.0), TakeOverRegions(REGIONS), ClearRuntime())
+    worker = Deployment(Role.WORKER, "w-na", "north_america", ("north_america",), ("us-east-1",), dry_run=True)
+    assert shutdown_plan(worker) == (UnregisterWorker("w-na"),)

@@ -694,3 +694,137 @@ def docker_proxy_setup(prefix: Path, listen: str, docker_socket: str, certificat
         click.echo(f"usm docker-proxy setup: {failed}", err=True)
         sys.exit(1)
     click.echo(f"{nginx.config}: checked. Run: {' '.join(nginx.argv(nginx.config))} (add -s reload if it runs)")
+
+
+# Federation: a master and regional workers sharing one PostgreSQL store (usm.manager.federation).
+
+FEDERATION_STORE = click.option(
+    "--db", "target", envvar="USM_DATABASE", required=True,
+    help="The store the master and its workers share: a PostgreSQL URL such as postgresql://usm@db/usm (the password "
+         "from PGPASSWORD or ~/.pgpass). Also $USM_DATABASE.")
+
+
+def _federation_options(command):
+    """The options ``usm master`` and ``usm worker`` share."""
+    options = [
+        click.option("--dry-run", is_flag=True, help="Decide and record the plan; touch nothing."),
+        click.option("--live", is_flag=True, help="Decide and act on the hosts."),
+        click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("usm-data"),
+                     show_default=True, help="Where this manager's records go (a subdirectory named after it)."),
+        click.option("--heartbeat", default="15s", show_default=True, envvar="USM_HEARTBEAT",
+                     help="How often a worker beats and the master supervises. Also $USM_HEARTBEAT."),
+        click.option("--countdown", default="60s", show_default=True, envvar="USM_COUNTDOWN",
+                     help="The silence after which the master counts a worker down and takes its region over. "
+                          "Also $USM_COUNTDOWN."),
+        click.option("--cloud-region", "cloud_regions", multiple=True, envvar="USM_CLOUD_REGIONS",
+                     help="An EC2 region usm launches hosts in (repeatable; none: no cloud). Credentials and "
+                          "endpoint come from boto3's standard chain (AWS_*). Also $USM_CLOUD_REGIONS, spaced."),
+        click.option("--address", default="127.0.0.1", show_default=True,
+                     help="The address the manager's metrics are served on (and a worker is registered at)."),
+        click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+                     help="Serve the manager's metrics at this port (0: do not)."),
+        click.option("--cycles", type=click.IntRange(min=1), help="Stop after this many cycles."),
+        FEDERATION_STORE,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _federation(target: str, dry_run: bool, live: bool, data: Path, heartbeat: str, countdown: str,
+                cloud_regions: tuple[str, ...], address: str, metrics_port: int, cycles: int | None, **extra):
+    import logging
+
+    from usm.engine.expressions import parse_duration
+    from usm.manager.federation.roles import Options
+    from usm.manager.federation.supervision import Timing
+
+    if dry_run == live:
+        raise click.UsageError("choose one of --dry-run (decide and record, touch nothing) and --live (act)")
+    try:
+        timing = Timing(parse_duration(heartbeat), parse_duration(countdown))
+    except ValueError as invalid:
+        raise click.BadParameter(str(invalid), param_hint="--heartbeat/--countdown") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    regions = tuple(r for item in cloud_regions for r in item.split())
+    return Options(target, data, dry_run, timing, metrics_port, address, cycles, regions, **extra)
+
+
+def _federation_exit(run, what: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from usm.manager.federation.roles import StartFailed
+    from usm.manager.store import StoreError
+
+    try:
+        sys.exit(run())
+    except InvalidSource as invalid:
+        _problems_exit(invalid, f"{what} did not start")
+    except (StartFailed, StoreError, LookupError) as failed:
+        click.echo(f"usm {what}: {failed}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as failed:
+        click.echo(f"usm {what}: the store: {getattr(failed, 'orig', None) or failed}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--site", "site_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The site file: hosts (with their regions), apps, services; stored for the workers.")
+@click.option("--policy", "policy_dir", type=click.Path(exists=True, path_type=Path),
+              help="A policy to apply at start (default: the one stored last, by usm policy apply).")
+@click.option("--await-workers", default="60s", show_default=True,
+              help="How long a stopping master waits for its workers to stop.")
+@_federation_options
+def master(site_file: Path, policy_dir: Path | None, await_workers: str, **options) -> None:
+    """Run the master: prepare the store, publish the site and policy, manage every region no live worker holds,
+    count silent workers down and hand regions back; on SIGTERM stop the workers and everything usm started."""
+    from usm.engine.expressions import parse_duration
+    from usm.manager.federation.roles import run_master
+
+    settings = _federation(**options, await_workers=parse_duration(await_workers))
+    _federation_exit(lambda: run_master(settings, site_file, policy_dir, announce=lambda s: click.echo(s, err=True)),
+                     "master")
+
+
+@main.command()
+@click.option("--region", required=True, help="The region this worker manages (a region of the store: europe ...).")
+@click.option("--name", help="The worker's name (default: worker-REGION-HOSTNAME); one name per running worker.")
+@click.option("--wait", default="5m", show_default=True,
+              help="How long to wait at start for the master to prepare the store.")
+@_federation_options
+def worker(region: str, name: str | None, wait: str, **options) -> None:
+    """Run a regional worker: collectors, history and control loop for the hosts and services of REGION, taken from
+    the store, with heartbeats; it stops on a stop request from the master or on SIGTERM, stopping its region."""
+    from usm.engine.expressions import parse_duration
+    from usm.manager.federation.roles import run_worker
+
+    settings = _federation(**options, wait=parse_duration(wait))
+    _federation_exit(lambda: run_worker(settings, region, name, announce=lambda s: click.echo(s, err=True)),
+                     "worker")
+
+
+@policy.command("apply")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@FEDERATION_STORE
+def policy_apply(path: Path, target: str) -> None:
+    """Validate the policy at PATH and store it as the newest version: every manager of the federation loads it
+    before its next cycle. Exit 2 (and store nothing) when it is invalid."""
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from usm.manager.federation.ports import publish_policy
+    from usm.manager.store import StoreError
+    from usm.manager.store.database import open_engine, require_current
+
+    try:
+        engine = open_engine(target)
+        require_current(engine)
+        version, digest, new = publish_policy(engine, path, time.time())
+    except InvalidSource as invalid:
+        _problems_exit(invalid, "the policy was not stored")
+    except (StoreError, SQLAlchemyError) as failed:
+        click.echo(f"usm policy apply: {getattr(failed, 'orig', None) or failed}", err=True)
+        sys.exit(1)
+    click.echo(f"policy {digest}: " + (f"stored as version {version}" if new else f"already version {version}"))

@@ -19,6 +19,7 @@ from usm.engine.policy import Location
 from usm.engine.yamldoc import InvalidSource, PathItem, Problem, load, schema_problems
 from usm.geo.regions import nearest_area
 from usm.geo.sphere import Coordinates
+from usm.manager.sitesources import SiteCloud, SiteSwarm, read_cloud, read_swarm
 from usm.placement.model import HostKind, Resources
 
 SCHEMA = "site.schema.json"
@@ -31,7 +32,7 @@ class SiteHost:
     name: str
     kind: HostKind
     location: Coordinates
-    region: str  # its world area
+    region: str  # its region: as given, else its world area
     cloud_region: str
     docker: str  # the Docker endpoint URL
     node_exporter: str  # its instance label in Prometheus ("" = not scraped)
@@ -47,6 +48,7 @@ class SiteService:
     demand: Resources = field(default_factory=lambda: Resources(DEFAULT_CPU, DEFAULT_MEMORY, 0.0))
     min_replicas: int = 1
     max_replicas: int = 0
+    region: str = ""  # federation: the region whose manager runs it ("": the site's region)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ class Site:
     prometheus: str = ""
     location_monitors: tuple[str, ...] = ()
     request_window: float = 300.0
+    region: str = ""  # federation: the region of services that name none ("": the first host's)
+    cloud: SiteCloud | None = None  # how usm reaches and syncs its EC2 hosts (None: it does not)
+    swarm: SiteSwarm | None = None  # the host that manages usm's swarm, whose nodes are synced (None: no swarm)
+
+    @property
+    def default_region(self) -> str:
+        return self.region or (self.hosts[0].region if self.hosts else "")
 
     def inventory_parts(self) -> tuple[tuple[Host, ...], tuple[App, ...], tuple[Service, ...]]:
         hosts = tuple(Host(h.name, h.region, h.location.latitude, h.location.longitude) for h in self.hosts)
@@ -118,7 +127,8 @@ def load_site(path: str | Path, access: DockerAccess | None = None) -> Site:
             problem(["hosts", i], f"cloud host '{name}' has no cloud_region", "name its provider region: eu-west-3")
         location = Coordinates(float(item["latitude"]), float(item["longitude"]))
         hosts.append(SiteHost(
-            name, kind, location, nearest_area(location).name, str(item.get("cloud_region", "")), str(item["docker"]),
+            name, kind, location, str(item.get("region") or nearest_area(location).name),
+            str(item.get("cloud_region", "")), str(item["docker"]),
             str(item.get("node_exporter", "")),
             Resources(float(item["cpu"]), size(["hosts", i, "ram"], 0.0), size(["hosts", i, "disk"], 0.0))))
     services = []
@@ -134,7 +144,7 @@ def load_site(path: str | Path, access: DockerAccess | None = None) -> Site:
             {str(k): str(v) for k, v in (item.get("environment") or {}).items()},
             Resources(float(item.get("cpu", DEFAULT_CPU)), size(["services", i, "memory"], DEFAULT_MEMORY),
                       size(["services", i, "disk"], 0.0)),
-            low, high))
+            low, high, str(item.get("region", ""))))
     declared = {s.name for s in services}
     apps = []
     for i, item in enumerate(data.get("apps") or []):
@@ -152,10 +162,13 @@ def load_site(path: str | Path, access: DockerAccess | None = None) -> Site:
             window = parse_duration(str(data["request_window"]))
         except ValueError as error:
             problem(["request_window"], str(error))
+    cloud = read_cloud(data, problem)
+    swarm = read_swarm(data, problem)
     if problems:
         raise InvalidSource(problems)
     return Site(tuple(hosts), tuple(apps), tuple(services), str(data.get("prometheus", "")),
-                tuple(str(u) for u in data.get("location_monitors") or ()), window)
+                tuple(str(u) for u in data.get("location_monitors") or ()), window, str(data.get("region", "")),
+                cloud=cloud, swarm=swarm)
 
 
 def _has(data: Any, where: list[PathItem]) -> bool:

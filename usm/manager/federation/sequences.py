@@ -17,7 +17,8 @@ What the original did (original-system §9), as it applies here:
   still holds the region), then unregister, which hands the region back to the master. Elastic IPs are the
   master's: it allocated them.
 
-As in the original, a step that fails is reported and the next one runs: a shutdown that cannot reach one host
+A dry run keeps the store's steps only: it never started anything on a host, and stops nothing either. As in the
+original, a step that fails is reported and the next one runs: a shutdown that cannot reach one host
 still stops the others and still cleans the store. The control loop stops before a shutdown plan runs.
 """
 
@@ -49,6 +50,7 @@ class Deployment:
     regions: tuple[str, ...]
     cloud_regions: tuple[str, ...] = ()
     await_workers: float = 60.0  # how long a stopping master waits for its workers, in seconds
+    dry_run: bool = False  # touches no host or cloud resource: only the store's steps
 
 
 # --- steps --------------------------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ def startup_plan(deployment: Deployment) -> tuple[Step, ...]:
                          PrepareRegions(d.regions)]
     if d.cloud_regions:
         steps.append(AllocateElasticIps(d.cloud_regions))
-    return tuple(steps)
+    return _touching_nothing(steps) if d.dry_run else tuple(steps)
 
 
 def shutdown_plan(deployment: Deployment) -> tuple[Step, ...]:
@@ -174,13 +176,21 @@ def shutdown_plan(deployment: Deployment) -> tuple[Step, ...]:
         if d.cloud_regions:
             steps.append(TerminateCloudHosts((d.region,)))
         steps.append(UnregisterWorker(d.name))
-        return tuple(steps)
-    steps = [RequestWorkersStop(), AwaitWorkers(d.await_workers), TakeOverRegions(d.regions),
-             StopContainers(d.regions)]
-    if d.cloud_regions:
-        steps += [TerminateCloudHosts(d.regions, d.cloud_regions), ReleaseElasticIps(d.cloud_regions)]
-    steps.append(ClearRuntime())
-    return tuple(steps)
+    else:
+        steps = [RequestWorkersStop(), AwaitWorkers(d.await_workers), TakeOverRegions(d.regions),
+                 StopContainers(d.regions)]
+        if d.cloud_regions:
+            steps += [TerminateCloudHosts(d.regions, d.cloud_regions), ReleaseElasticIps(d.cloud_regions)]
+        steps.append(ClearRuntime())
+    return _touching_nothing(steps) if d.dry_run else tuple(steps)
+
+
+_WORLD_STEPS = (StopContainers, AllocateElasticIps, TerminateCloudHosts, ReleaseElasticIps)
+
+
+def _touching_nothing(steps: list[Step]) -> tuple[Step, ...]:
+    """A dry run's sequence: the store's steps only (a dry run never touched a host, and stops none)."""
+    return tuple(s for s in steps if not isinstance(s, _WORLD_STEPS))
 
 
 # --- carrying a plan out ------------------------------------------------------------------------------------------

@@ -21,12 +21,18 @@ import numpy as np
 import polars as pl
 
 from usm.engine.compiler import CompiledPolicy, compile_policy
-from usm.engine.memory import WorkingMemory
-from usm.engine.expressions import evaluate, terms as terms_of
+from usm.engine.expressions import evaluate
+from usm.engine.expressions import terms as terms_of
 from usm.engine.inventory import Inventory
+from usm.engine.memory import WorkingMemory
 from usm.engine.policy import Decision, Policy, Rule, container_level, host_level
 from usm.engine.results import (
-    EVALUATION_SCHEMA, Action, EngineState, Explanation, RuleVerdict, Suppression,
+    EVALUATION_SCHEMA,
+    Action,
+    EngineState,
+    Explanation,
+    RuleVerdict,
+    Suppression,
 )
 from usm.engine.simulated import apply_simulated_metrics
 
@@ -117,7 +123,9 @@ class Engine:
 
     def _install(self, compiled: CompiledPolicy) -> None:
         memory = WorkingMemory(compiled)
-        self._compiled, self._memory, self._alpha = compiled, memory, _EMPTY_ALPHA
+        self._compiled, self._memory = compiled, memory
+        self._alpha: _Alpha | None = None  # the last cycle's, with the inventory it judged
+        self._judged: Inventory | None = None
         self._entities: tuple[Inventory | None, pl.DataFrame | None] = (None, None)
 
     def _entity_frame(self, inventory: Inventory) -> pl.DataFrame:
@@ -153,9 +161,9 @@ class Engine:
         policy = compiled.policy
         facts = _facts(compiled, self._entity_frame(inventory), terms)
         alpha = _alpha(compiled, facts)
-        changed, removed = _changes(self._alpha, alpha)
+        changed, removed = _changes(self._alpha, alpha, same_entities=inventory is self._judged)
         memory.judge(changed, removed)
-        self._alpha = alpha.frame
+        self._alpha, self._judged = alpha, inventory
         matches, winners = _results(policy, memory)
         evaluations = _streaks(policy, facts, winners, self.state)
         actions, suppressed = _select(policy, memory, at, inventory, evaluations, self.state)
@@ -173,9 +181,10 @@ def _facts(compiled: CompiledPolicy, entities: pl.DataFrame, terms: pl.DataFrame
     present = [k for k in keys if k in terms.columns]
     values = terms.select(["entity", *present]) if "entity" in terms.columns else pl.DataFrame(
         schema={"entity": pl.String})
-    facts = entities.join(values, on="entity", how="left")
     missing = [pl.lit(None, dtype=pl.Float64).alias(k) for k in keys if k not in present]
-    return facts.with_columns(*missing, *(pl.col(k).cast(pl.Float64).fill_nan(None) for k in present))
+    return (entities.lazy().join(values.lazy(), on="entity", how="left", maintain_order="left")
+            .with_columns(*missing, *(pl.col(k).cast(pl.Float64).fill_nan(None) for k in present))
+            .collect())
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,7 @@ class _Alpha:
     frame: pl.DataFrame
     matrix: np.ndarray
     rules: np.ndarray  # the rule index of each matrix column
+    keys: list[bytes]  # each row packed (the frame's ``key`` column)
 
     def matched(self, row: int) -> list[int]:
         return sorted(self.rules[np.flatnonzero(self.matrix[row])].tolist())
@@ -205,12 +215,24 @@ def _alpha(compiled: CompiledPolicy, facts: pl.DataFrame) -> _Alpha:
     keys = [row.tobytes() for row in np.packbits(matrix, axis=1)]
     frame = facts.select("entity", "kind", "service", "apps").with_columns(
         key=pl.Series(keys, dtype=pl.Binary), any=pl.Series(matrix.any(axis=1), dtype=pl.Boolean))
-    return _Alpha(frame, matrix, rules)
+    return _Alpha(frame, matrix, rules, keys)
 
 
-def _changes(before: pl.DataFrame, now: _Alpha) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """The entities whose identity or true conditions differ from ``before`` (new ones included;
-    those that matched nothing, then and now, left out) as judge rows, and the entities gone."""
+def _changes(previous: _Alpha | None, now: _Alpha, same_entities: bool) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The entities whose identity or true conditions differ from ``previous`` (new ones included;
+    those that matched nothing, then and now, left out) as judge rows, and the entities gone.
+    ``same_entities``: the same inventory as last time, so the same rows in the same order: the
+    packed keys are then compared row by row, without a join (most cycles)."""
+    if previous is not None and same_entities:
+        was_any = previous.matrix.any(axis=1)
+        now_any = now.matrix.any(axis=1)
+        rows = [i for i, (key, old) in enumerate(zip(now.keys, previous.keys, strict=True))
+                if key != old and (now_any[i] or was_any[i])]
+        if not rows:
+            return [], []
+        picked = now.frame[rows].select("entity", "kind", "service", "apps").iter_rows()
+        return [(*identity, now.matched(row)) for row, identity in zip(rows, picked, strict=True)], []
+    before = _EMPTY_ALPHA if previous is None else previous.frame
     joined = now.frame.with_row_index("row").join(before, on="entity", how="left", suffix="_before")
     differs = pl.lit(False)
     for column in ("kind", "service", "apps", "key"):
@@ -241,10 +263,10 @@ def _streaks(policy: Policy, facts: pl.DataFrame, winners: pl.DataFrame, state: 
     thresholds = {d.value: policy.settings.streak_for(d) for d in Decision if d is not Decision.NONE}
     previous = state.streaks.rename({"decision": "previous", "streak": "previous_streak"})
     return (
-        facts.select("entity", "kind", "service")
-        .join(winners, on="entity", how="left")
+        facts.lazy().select("entity", "kind", "service")
+        .join(winners.lazy(), on="entity", how="left", maintain_order="left")
         .with_columns(pl.col("decision").fill_null(Decision.NONE.value))
-        .join(previous, on="entity", how="left")
+        .join(previous.lazy(), on="entity", how="left", maintain_order="left")
         .with_columns(
             streak=pl.when(pl.col("previous") == pl.col("decision"))
             .then(pl.col("previous_streak") + 1).otherwise(1).cast(pl.Int64))
@@ -253,6 +275,7 @@ def _streaks(policy: Policy, facts: pl.DataFrame, winners: pl.DataFrame, state: 
             & (pl.col("streak") >= pl.col("decision").replace_strict(thresholds, default=None, return_dtype=pl.Int64))
             .fill_null(False))
         .select(*EVALUATION_SCHEMA, "candidate")
+        .collect()
     )
 
 

@@ -15,7 +15,7 @@ import trustme
 
 from tests.services import free_port, need
 from tests.services.dockerd import Dockerd, busybox_image, remove_tree
-from tests.services.dockerhost import DockerHost, client_key, short_tempdir
+from tests.services.dockerhost import DockerHost, client_key, pseudo_hosts, short_tempdir
 from usm.actuators.containersteps import ContainerSteps, step_name
 from usm.actuators.docker import (
     LABEL_APP,
@@ -80,26 +80,15 @@ class Pair:
 def pair():
     need("dockerd")
     need("sshd")
-    workdir = short_tempdir("usm-docker-")
-    identity, public = client_key(workdir)
-    started: list[DockerHost] = []
-    try:
-        for name in ("a", "b"):
-            started.append(DockerHost(workdir / name, public).start())
-        a, b = started
-        known_hosts = workdir / "known_hosts"
-        known_hosts.write_text(f"{a.known_hosts_line}\n{b.known_hosts_line}\n")
+    with pseudo_hosts("a", "b", prefix="usm-docker-") as started:
+        a, b = started.hosts["a"], started.hosts["b"]
         image = busybox_image(a.engine())
         busybox_image(b.engine())
         busybox_image(a.engine(), *ONLY_ON_A.split(":"))
-        access = DockerAccess(known_hosts=known_hosts, identity=identity)
+        access = DockerAccess(known_hosts=started.known_hosts, identity=started.identity)
         hosts = DockerHosts({"a": a.url, "b": b.url}, access)
-        yield Pair(a, b, access, hosts, image, workdir)
+        yield Pair(a, b, access, hosts, image, started.workdir)
         hosts.close()
-    finally:
-        for host in started:
-            host.stop()
-        remove_tree(workdir)
 
 
 names = (f"t{n}" for n in itertools.count())

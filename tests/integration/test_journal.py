@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.services import need
-from tests.services.dockerd import busybox_image, remove_tree
-from tests.services.dockerhost import DockerHost, client_key, short_tempdir
+from tests.services.dockerd import busybox_image
+from tests.services.dockerhost import DockerHost, pseudo_hosts
 from usm.actuators.containersteps import ContainerSteps
 from usm.actuators.docker import LABEL_MANAGED, ContainerSettings, ContainerSpec, DockerContainers
 from usm.actuators.dockerhosts import DockerAccess, DockerHosts
@@ -61,21 +61,12 @@ class Lab:
 def lab():
     need("dockerd")
     need("sshd")
-    workdir = short_tempdir("usm-journal-")
-    identity, public = client_key(workdir)
-    started: list[DockerHost] = []
-    try:
-        for name in ("a", "b"):
-            started.append(DockerHost(workdir / name, public).start())
-        a, b = started
-        (workdir / "known_hosts").write_text(f"{a.known_hosts_line}\n{b.known_hosts_line}\n")
+    with pseudo_hosts("a", "b", prefix="usm-journal-") as started:
+        a, b = started.hosts["a"], started.hosts["b"]
         image = busybox_image(a.engine())
         busybox_image(b.engine())
-        yield Lab(a, b, DockerAccess(known_hosts=workdir / "known_hosts", identity=identity), image, workdir)
-    finally:
-        for host in started:
-            host.stop()
-        remove_tree(workdir)
+        yield Lab(a, b, DockerAccess(known_hosts=started.known_hosts, identity=started.identity), image,
+                  started.workdir)
 
 
 def actuator(lab: Lab, journal: Journal, clock: VirtualClock) -> tuple[JournaledActuator, DockerHosts]:

@@ -32,6 +32,15 @@ def recorded(tmp_path_factory):
     return where, policy, reports
 
 
+def eager_replicas(tmp_path: Path) -> Path:
+    """The default policy, but replicating any container that receives traffic at all."""
+    candidate = tmp_path / "candidate"
+    shutil.copytree(ROOT / "policies", candidate, ignore=shutil.ignore_patterns("tests"))
+    services = candidate / "services.yaml"
+    services.write_text(services.read_text().replace("when: rx_bytes_per_sec > 500k", "when: rx_bytes_per_sec > 0"))
+    return candidate
+
+
 def test_the_log_rebuilds_every_cycle_and_its_inventory(recorded):
     where, _, reports = recorded
     cycles = read_decision_log(where / "decisions.jsonl")
@@ -55,11 +64,7 @@ def test_the_policy_that_decided_finds_no_difference(recorded):
 
 def test_a_candidate_policy_shows_where_it_would_have_decided_otherwise(recorded, tmp_path):
     where, policy, reports = recorded
-    candidate = tmp_path / "candidate"
-    shutil.copytree(ROOT / "policies", candidate, ignore=shutil.ignore_patterns("tests"))
-    services = candidate / "services.yaml"
-    services.write_text(services.read_text().replace("when: rx_bytes_per_sec > 500k", "when: rx_bytes_per_sec > 0"))
-    new = load_policy(candidate, period=policy.settings.period)
+    new = load_policy(eager_replicas(tmp_path), period=policy.settings.period)
     start = reports[10].at
     result = backtest(new, where / "decisions.jsonl", where / "history.duckdb", start=start)
     assert result.compared == CYCLES - 10 and result.replayed > result.compared  # the warm-up ran first
@@ -85,10 +90,7 @@ def test_the_command_prints_the_differences_and_exits_1(recorded, tmp_path):
     from usm.manager.cli import main
 
     where, policy, _ = recorded
-    candidate = tmp_path / "candidate"
-    shutil.copytree(ROOT / "policies", candidate, ignore=shutil.ignore_patterns("tests"))
-    services = candidate / "services.yaml"
-    services.write_text(services.read_text().replace("when: rx_bytes_per_sec > 500k", "when: rx_bytes_per_sec > 0"))
+    candidate = eager_replicas(tmp_path)
     settings = candidate / "00-settings.yaml"
     settings.write_text(settings.read_text().replace("period: 15s", f"period: {policy.settings.period:g}s"))
     runner = CliRunner()

@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from usm.engine import load_policy
 from usm.simulator.run import simulate

@@ -186,8 +186,9 @@ def condition_rules(draw):
 def test_the_incremental_working_memory_decides_like_a_fresh_one(policy_rules, cycles):
     """Facts kept across cycles (only changes retracted and asserted) give exactly what a new
     engine, rebuilt from the same state for every cycle, gives."""
-    from usm.engine.policy import Settings
     from types import MappingProxyType
+
+    from usm.engine.policy import Settings
 
     settings_ = Settings(streak=MappingProxyType({d: 1 for d in Decision if d is not Decision.NONE}),
                          cooldown=MappingProxyType({Decision.REPLICATE: 30.0}))

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from usm.engine.expressions import (
-    ExpressionError, evaluate, parse, parse_duration, parse_number, render, terms, to_polars,
+    ExpressionError,
+    evaluate,
+    parse,
+    parse_duration,
+    parse_number,
+    render,
+    terms,
+    to_polars,
 )
 from usm.engine.terms import Func, Term
 

@@ -75,11 +75,11 @@ class QuietEnvironment(clips.Environment):
     cycles, so nothing accumulates). That message would land in the middle of the output of
     ``usm policy test``; it is sent to /dev/null instead, for the instant of the destruction."""
 
-    def __del__(self, _dup=os.dup, _dup2=os.dup2, _close=os.close, _null=_DEVNULL) -> None:  # noqa: B008
+    def __del__(self, _dup=os.dup, _dup2=os.dup2, _close=os.close, _null=_DEVNULL) -> None:
         # Defaults bind what is needed, since builtins may be gone when this runs at shutdown.
         try:
             sys.stdout.flush()
-        except Exception:  # noqa: BLE001 (stdout may be closed)
+        except Exception:  # noqa: BLE001, S110 - stdout may be closed at shutdown: nothing to flush
             pass
         saved = _dup(1)
         try:

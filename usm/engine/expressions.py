@@ -21,7 +21,6 @@ import operator
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 import polars as pl
 
@@ -78,7 +77,7 @@ class ExpressionError(ValueError):
 
 # --- the tree ------------------------------------------------------------------------------
 
-Operand = Union[Term, float]
+Operand = Term | float
 
 
 @dataclass(frozen=True)
@@ -95,20 +94,20 @@ class Compare:
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class And:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
-Node = Union[Literal, Compare, Not, And, Or]
+Node = Literal | Compare | Not | And | Or
 
 
 # --- numbers and durations -------------------------------------------------------------------

@@ -16,7 +16,16 @@ from typing import Any
 
 from usm.engine.expressions import ExpressionError, Literal, parse, parse_duration
 from usm.engine.policy import (
-    DEFAULT_STREAK, Decision, Location, Policy, Rule, Scope, Settings, SimulatedMetric, allowed_decisions, digest_of,
+    DEFAULT_STREAK,
+    Decision,
+    Location,
+    Policy,
+    Rule,
+    Scope,
+    Settings,
+    SimulatedMetric,
+    allowed_decisions,
+    digest_of,
 )
 from usm.engine.yamldoc import Document, InvalidSource, PathItem, Problem, load, schema_problems
 

@@ -128,7 +128,7 @@ def load(path: Path, shown_as: str | None = None) -> Document:
         hint = "keys must be unique within a mapping" if "duplicate" in message else \
             "check the indentation and quoting at this place"
         raise InvalidSource([Problem(Location(name, line, column), f"invalid YAML: {message}", hint)]) from None
-    except Exception as error:  # ruamel raises a few unmarked errors (e.g. several documents)
+    except Exception as error:  # noqa: BLE001 - ruamel raises a few unmarked errors (e.g. several documents)
         raise InvalidSource([Problem(Location(name, 1, 1), f"invalid YAML: {error}")]) from None
     return Document(name, data, tuple(text.splitlines()))
 

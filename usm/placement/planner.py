@@ -15,22 +15,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from usm.engine.policy import Decision
 from usm.engine.results import Action
 from usm.geo.sphere import Coordinates, centroid, weighted_centroid
 from usm.placement.model import (
-    DEFAULT_OPTIONS, NOTHING, RECEIVING_STATES, Cluster, ContainerDemand, PlacementOptions, Resources, ServiceSpec,
+    DEFAULT_OPTIONS,
+    NOTHING,
+    RECEIVING_STATES,
+    Cluster,
+    ContainerDemand,
+    PlacementOptions,
+    Resources,
+    ServiceSpec,
 )
 from usm.placement.plans import (
-    DrainHost, MoveContainer, NoPlan, PlaceReplica, RestoreContainer, StopContainer, StopHost, TerminateHost,
+    DrainHost,
+    MoveContainer,
+    NoPlan,
+    PlaceReplica,
+    RestoreContainer,
+    StopContainer,
+    StopHost,
+    TerminateHost,
 )
 from usm.placement.rebalance import plan_overwork, plan_underwork
 from usm.placement.recovery import GiveUpRecovery, RecoveryTracker, plan_recovery
 from usm.placement.replicas import plan_migration, plan_minimum_replicas, plan_replica, reserve
 
-Step = Union[PlaceReplica, MoveContainer, RestoreContainer, StopContainer, DrainHost, StopHost, TerminateHost]
+Step = PlaceReplica | MoveContainer | RestoreContainer | StopContainer | DrainHost | StopHost | TerminateHost
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ from usm.manager import accounts
 from usm.manager.seed import seed_scenario
 from usm.manager.store.database import open_engine, sessions, upgrade
 from usm.simulator.scenario import load_scenario
+from usm.simulator.world import World
 from usm.web import create_app
 from usm.web.hub import state
+from usm.web.simulated import SimulatedActions
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, ADMIN_PASSWORD = "ada", "correct horse battery"
@@ -83,6 +85,14 @@ def app(tmp_path: Path, clock: VirtualClock, policy_dir: Path, template_store: P
     hub_app = create_app(settings(tmp_path, clock, policy_dir))
     yield hub_app
     state_of(hub_app).engine.dispose()
+
+
+@pytest.fixture
+def world(app: Flask, clock: VirtualClock) -> World:
+    """The sock-shop world behind the app's actions, as ``usm serve`` wires it."""
+    hub = state_of(app)
+    hub.actions = SimulatedActions(World(load_scenario("sock-shop")), hub.sessions, clock)
+    return hub.actions.world
 
 
 def state_of(app: Flask):

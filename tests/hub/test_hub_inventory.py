@@ -171,6 +171,8 @@ def test_invalid_fields_are_422_by_field_and_change_nothing(admin):
     assert unknown_ref["status"] == 422 and "service" in unknown_ref["errors"]
     cycle = admin.patch("/api/services/sock-shop-user-db", json={"dependencies": ["sock-shop-user"]})
     assert cycle.status_code == 422 and "cycle" in cycle.get_json()["message"]
+    too_big = admin.patch("/api/edge-hosts/leiria", json={"ram": 10**30})
+    assert too_big.status_code == 422 and "ram" in too_big.get_json()["errors"]
     out_of_range = admin.patch("/api/edge-hosts/leiria", json={"latitude": 123.0})
     assert out_of_range.status_code == 422 and "latitude" in out_of_range.get_json()["message"]
     assert count(admin, "services") == before
@@ -191,7 +193,8 @@ def test_conflicts_are_409_and_change_nothing(admin):
 
 def test_bad_queries_are_422(admin):
     for query, field_name in (("limit=0", "limit"), ("limit=100000", "limit"), ("offset=-1", "offset"),
-                              ("colour=red", "colour"), ("state=flying", "state"), ("port=eighty", "port")):
+                              ("colour=red", "colour"), ("state=flying", "state"), ("port=eighty", "port"),
+                              ("offset=99999999999999999999", "offset"), ("port=99999999999999999999", "port")):
         answer = admin.get(f"/api/containers?{query}")
         assert answer.status_code == 422, query
         assert field_name in answer.get_json()["errors"], query
@@ -202,3 +205,26 @@ def test_unknown_api_paths_and_methods_answer_json(admin):
     assert missing.status_code == 404 and missing.get_json()["status"] == 404
     wrong = admin.put("/api/services/sock-shop", json={})
     assert wrong.status_code == 405 and "PATCH" in wrong.headers["Allow"]
+
+
+def test_listings_by_columns_show_what_the_orm_shows(app, admin):
+    """The column-query listings (usm.web.api.listing) and the service layer give the same items."""
+    from tests.hub.conftest import state_of
+    from usm.manager.store import crud
+    from usm.web.api import listing, schemas
+    from usm.web.api.inventory import ENTITIES
+
+    for case in CASES:
+        for path, body in case.before:
+            admin.post(f"/api/{path}", json=body)
+        assert admin.post(f"/api/{case.path}", json=case.values).status_code == 201, case.path
+    compared = []
+    with app.app_context(), state_of(app).sessions.begin() as session:
+        for entity in ENTITIES:
+            if not listing.supported(entity.model) or entity.extras or entity.loads:
+                continue
+            items, total = listing.page(session, entity.model, {}, 1000, 0)
+            found = crud.find(session, entity.model, limit=1000)
+            assert (items, total) == ([schemas.dump(row) for row in found.items], found.total), entity.path
+            compared.append(entity.path)
+    assert "containers" in compared and "cloud-hosts" in compared and len(compared) >= 10

@@ -122,12 +122,9 @@ def token_user(session: Session, text: str, at: datetime) -> User | None:
     """The user a token acts as, when the token exists, is not revoked and has not expired."""
     if not text.startswith(TOKEN_PREFIX):
         return None
-    token = session.scalar(select(ApiToken).where(ApiToken.digest == _digest(text)))
-    if token is None or token.revoked_at is not None:
-        return None
-    if token.expires_at is not None and token.expires_at <= at:
-        return None
-    return token.user
+    return session.scalar(select(User).join(ApiToken).where(
+        ApiToken.digest == _digest(text), ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at.is_(None) | (ApiToken.expires_at > at)))
 
 
 def revoke_token(session: Session, user: User, token_id: int, at: datetime) -> ApiToken:

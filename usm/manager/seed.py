@@ -42,12 +42,18 @@ def seed_scenario(session: Session, scenario: Scenario) -> bool:
     return True
 
 
-def mirror_world(session: Session, snapshot: dict[str, Any], scenario: Scenario) -> list[str]:
-    """Make the store's hosts and containers what the world's ``snapshot`` shows; the names of what changed."""
+def mirror_world(session: Session, snapshot: dict[str, Any], scenario: Scenario,
+                 known: set[str] | None = None) -> list[str]:
+    """Make the store's hosts and containers what the world's ``snapshot`` shows; the names of what changed.
+
+    Only hosts the world knows (``known``: every host it has shown; default: the scenario's and the snapshot's)
+    and their containers are touched: rows the operator stored for other hosts are not the world's to delete.
+    """
     changed: list[str] = []
     hosts = {h["name"]: h for h in snapshot["hosts"]}
+    known = (known or set()) | set(hosts) | {h.name for h in scenario.hosts}
     containers = {c["name"]: c for c in snapshot["containers"]}
-    stored_hosts = {h.name: h for h in session.scalars(select(Host))}
+    stored_hosts = {h.name: h for h in session.scalars(select(Host)) if h.name in known}
     for name, seen in hosts.items():
         row = stored_hosts.get(name)
         if row is None:
@@ -56,7 +62,7 @@ def mirror_world(session: Session, snapshot: dict[str, Any], scenario: Scenario)
         elif row.state.value != seen["state"]:
             row.state = HostState(seen["state"])
             changed.append(name)
-    for row in session.scalars(select(Container)):
+    for row in session.scalars(select(Container).join(Container.host).where(Host.name.in_(known))):
         seen = containers.pop(row.name, None)
         if seen is None:
             if row.load_balancer is None and row.registration_server is None:

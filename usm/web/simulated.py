@@ -33,14 +33,17 @@ class SimulatedActions:
         self.sessions = sessions
         self.clock = clock
         self.started = clock()
+        self._known: set[str] = set()  # every host the world has shown: the store rows it may change
         self._lock = threading.Lock()
 
     def _now(self) -> float:
         return max(self.world.now, (self.clock() - self.started).total_seconds())
 
     def _mirror(self) -> tuple[str, ...]:
+        snapshot = self.world.snapshot()
+        self._known |= {h["name"] for h in snapshot["hosts"]}
         with self.sessions.begin() as session:
-            return tuple(mirror_world(session, self.world.snapshot(), self.world.scenario))
+            return tuple(mirror_world(session, snapshot, self.world.scenario, self._known))
 
     def _execute(self, step: object) -> Done:
         outcome = self.world.execute(step, self._now())

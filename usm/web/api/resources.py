@@ -8,7 +8,7 @@ by field; nothing is changed by a refused call (its transaction is rolled back).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from usm.manager.store import crud
 from usm.manager.store.base import Base
 from usm.manager.store.errors import StoreError
 from usm.web.api import schemas
+from usm.web.api.listing import page as columns_page
+from usm.web.api.listing import supported as listing_supported
 from usm.web.errors import ErrorBody, from_store
 from usm.web.hub import transaction
 
@@ -58,8 +60,8 @@ class Entity:
     def fields(self) -> tuple[str, ...]:
         return tuple(crud.fields(self.model))
 
-    def show(self, row: Base) -> dict[str, Any]:
-        shown = schemas.dump(row)
+    def show(self, row: Base, labels: Mapping[str, Mapping[Any, str]] | None = None) -> dict[str, Any]:
+        shown = schemas.dump(row, labels)
         for extra in self.extras:
             shown[extra.name] = extra.read(row)
         return shown
@@ -74,33 +76,44 @@ def refused_as_errors(entity: Entity) -> Iterator[None]:
         raise from_store(error, entity.fields) from None
 
 
-def preload(session: Session, entity: Entity, rows: list[Base]) -> None:
-    """Load what the items show for every row of a page in a few queries (instead of one per row and field)."""
+def preload(session: Session, entity: Entity, rows: list[Base]) -> dict[str, dict[Any, str]]:
+    """Load what the items of a page show in a few queries (instead of one per row and field): the keys of the
+    rows each single reference names, as ``{reference: {foreign key: key}}`` (plain column queries: no ORM
+    object is built for them), and the other relationships the items show."""
     if not rows:
-        return
+        return {}
+    labels = {}
+    for name, (foreign_key, target_id, target_key) in schemas.single_references(entity.model).items():
+        ids = {getattr(row, foreign_key) for row in rows} - {None}
+        query = select(target_id, target_key).where(target_id.in_(ids))
+        labels[name] = {id_: key for id_, key in session.execute(query)} if ids else {}
     mapper = inspect(entity.model)
-    options = [selectinload(getattr(entity.model, name)) for name in entity.model.refs if name in mapper.relationships]
+    options = [selectinload(getattr(entity.model, name)) for name in entity.model.refs
+               if name in mapper.relationships and name not in labels]
     options += [make() for make in entity.loads] + [make() for extra in entity.extras for make in extra.loads]
-    if not options:
-        return
-    key = mapper.primary_key[0]
-    ids = [getattr(row, mapper.get_property_by_column(key).key) for row in rows]
-    session.execute(select(entity.model).where(key.in_(ids)).options(*options)).unique().all()
+    if options:
+        key = mapper.primary_key[0]
+        ids = [getattr(row, mapper.get_property_by_column(key).key) for row in rows]
+        session.execute(select(entity.model).where(key.in_(ids)).options(*options)).unique().all()
+    return labels
 
 
 def add_routes(bp: Blueprint, spec: SpecTree, entity: Entity) -> None:
     model, noun, tag = entity.model, entity.model.noun(), entity.path
+    listing_by_columns = listing_supported(model) and not entity.extras and not entity.loads
     errors = {"HTTP_404": ErrorBody, "HTTP_409": ErrorBody}
 
     def listing() -> Response:
         query = request.context.query.model_dump(exclude_none=True)  # type: ignore[attr-defined]
         limit, offset = query.pop("limit"), query.pop("offset")
         with transaction() as session, refused_as_errors(entity):
-            page = crud.find(session, model, limit=limit, offset=offset, **query)
-            preload(session, entity, page.items)
-            body = {"items": [entity.show(row) for row in page.items], "total": page.total, "limit": page.limit,
-                    "offset": page.offset}
-        return jsonify(body)
+            if listing_by_columns:
+                items, total = columns_page(session, model, query, limit, offset)
+            else:
+                found = crud.find(session, model, limit=limit, offset=offset, **query)
+                labels = preload(session, entity, found.items)
+                items, total = [entity.show(row, labels) for row in found.items], found.total
+        return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
 
     def create() -> Any:
         values = request.context.json.model_dump(exclude_unset=True)  # type: ignore[attr-defined]

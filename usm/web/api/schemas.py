@@ -9,6 +9,7 @@ the API answers). Other rows are named by their key, enums by their value, times
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from functools import cache
@@ -21,6 +22,9 @@ from sqlalchemy.orm import Mapper
 from usm.manager.store import crud
 from usm.manager.store.base import Base, UtcDateTime
 
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+"""The largest values the store's integer columns hold (SQLite and PostgreSQL alike)."""
+
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 """Bodies and queries: an unknown field is an error (a typo must not be ignored), as are NaN and infinities."""
 
@@ -31,7 +35,7 @@ class Page(BaseModel):
     model_config = STRICT
 
     limit: int = Field(crud.DEFAULT_LIMIT, ge=1, le=crud.MAX_LIMIT, description="at most this many items")
-    offset: int = Field(0, ge=0, description="skip this many items first")
+    offset: int = Field(0, ge=0, le=INT32, description="skip this many items first")
 
 
 def column_type(column: Any) -> Any:
@@ -42,8 +46,10 @@ def column_type(column: Any) -> Any:
         return Literal[tuple(m.value for m in enum)]  # type: ignore[misc]
     if isinstance(kind, Boolean):
         return bool
-    if isinstance(kind, (Integer, BigInteger)):
-        return int
+    if isinstance(kind, BigInteger):
+        return Annotated[int, Field(ge=-INT64, le=INT64)]
+    if isinstance(kind, Integer):
+        return Annotated[int, Field(ge=-INT32, le=INT32)]
     if isinstance(kind, Float):
         return float
     if isinstance(kind, UtcDateTime):
@@ -144,12 +150,35 @@ def _optional(kind: Any) -> bool:
     return getattr(kind, "__args__", None) is not None and type(None) in kind.__args__
 
 
-def dump(row: Base) -> dict[str, Any]:
-    """A stored row as the API shows it: its fields, other rows by their key, enums by value, times in ISO."""
+@cache
+def single_references(model: type[Base]) -> dict[str, tuple[str, Any, Any]]:
+    """The model's references to one row named by a plain column: reference -> (the attribute holding its foreign
+    key, the target's id column, the target's key column)."""
+    mapper: Mapper[Any] = inspect(model)
+    found = {}
+    for name in model.refs:
+        relationship = mapper.relationships.get(name)
+        if relationship is None or relationship.uselist or len(relationship.local_columns) != 1:
+            continue
+        target = relationship.mapper.class_
+        if target.key in inspect(target).relationships:
+            continue
+        foreign_key = mapper.get_property_by_column(next(iter(relationship.local_columns))).key
+        found[name] = (foreign_key, inspect(target).primary_key[0], getattr(target, target.key))
+    return found
+
+
+def dump(row: Base, labels: Mapping[str, Mapping[Any, str]] | None = None) -> dict[str, Any]:
+    """A stored row as the API shows it: its fields, other rows by their key, enums by value, times in ISO.
+    ``labels`` (from ``resources.preload``) gives the keys of referenced rows without loading them."""
     model = type(row)
     result = {name: _plain(getattr(row, name)) for name in value_columns(model)}
+    references = single_references(model) if labels else {}
     for name in model.refs:
-        result[name] = _plain(getattr(row, name))
+        if name in references and name in labels:
+            result[name] = labels[name].get(getattr(row, references[name][0]))
+        else:
+            result[name] = _plain(getattr(row, name))
     return result
 
 
@@ -165,5 +194,5 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["Page", "create_schema", "dump", "filter_schema", "item_schema", "listing_schema", "update_schema",
-           "value_columns"]
+__all__ = ["Page", "create_schema", "dump", "filter_schema", "item_schema", "listing_schema", "single_references",
+           "update_schema", "value_columns"]

@@ -2,7 +2,8 @@
 
 ``create_app(config)`` builds one app: settings from ``config`` and the environment (``usm.web.settings``), the
 session key from its file, the store opened and migrated, an admin created from a password file when asked, the
-security layer (``usm.web.security``), the login page (``usm.web.auth``) and the API (``usm.web.api``).
+security layer (``usm.web.security``), the login page (``usm.web.auth``), the API (``usm.web.api``) and the
+pages (``usm.web.pages``).
 
 To add pages, register a blueprint on the app ``create_app`` returns (or pass ``blueprints`` to it); views reach
 the store with ``usm.web.hub.transaction()``, the caller with ``flask.g.identity``, and protect themselves with
@@ -53,11 +54,12 @@ def create_app(config: Mapping[str, Any] | None = None, blueprints: Iterable[Blu
     security.init(app, secure_cookies=flag(settings.get("USM_SECURE_COOKIES", True), "USM_SECURE_COOKIES"),
                   cors_origins=origins(settings.get("USM_CORS_ORIGINS")))
     errors.register(app)
-    from usm.web import api
+    from usm.web import api, pages
 
     spec, api_blueprint = api.built(_version())
     app.register_blueprint(auth.bp)
     app.register_blueprint(api_blueprint)
+    pages.init(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     spec.register(app)

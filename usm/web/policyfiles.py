@@ -40,6 +40,16 @@ ORDER: dict[Section, tuple[str, ...]] = {
 NOUN = {"rules": "rule", "simulated_metrics": "simulated metric"}
 
 
+class RefusedEdit(InvalidSource):
+    """An edit the engine refused: its problems, and the file as the edit would have written it (``file``,
+    ``text``), so an editor can show each problem at its line. Nothing was written."""
+
+    def __init__(self, problems: list[Problem], file: str, text: str) -> None:
+        super().__init__(problems)
+        self.file = file
+        self.text = text
+
+
 @dataclass(frozen=True)
 class Entry:
     """A rule or simulated metric as written: its file, its position in that file's list, its line, its keys."""
@@ -175,7 +185,7 @@ class PolicyFiles:
                                 ) from None
 
     def _commit(self, file: Path, data: Any) -> None:
-        """Check the policy with ``data`` as ``file``, then write it atomically; ``InvalidSource`` otherwise."""
+        """Check the policy with ``data`` as ``file``, then write it atomically; ``RefusedEdit`` otherwise."""
         stream = io.StringIO()
         _yaml().dump(data, stream)
         text = stream.getvalue()
@@ -183,7 +193,7 @@ class PolicyFiles:
             try:
                 load_policy(scratch if self.root.is_dir() else scratch / file.name)
             except InvalidSource as invalid:
-                raise InvalidSource([_relocated(p, scratch) for p in invalid.problems]) from None
+                raise RefusedEdit([_relocated(p, scratch) for p in invalid.problems], file.name, text) from None
         _write_atomically(file, text)
 
 
@@ -235,4 +245,4 @@ def _write_atomically(file: Path, text: str) -> None:
         os.close(directory)
 
 
-__all__ = ["Entry", "PolicyFiles", "Section"]
+__all__ = ["Entry", "PolicyFiles", "RefusedEdit", "Section"]

@@ -109,9 +109,22 @@ def _user(user: User) -> dict[str, Any]:
     return {"name": user.name, "admin": user.admin, "created_at": user.created_at.isoformat()}
 
 
-def _audit(entry: AuditEntry) -> dict[str, Any]:
+def audit_item(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at": entry.at.isoformat(), "user": entry.user, "address": entry.address,
             "action": entry.action, "target": entry.target, "outcome": entry.outcome, "detail": entry.detail}
+
+
+def audit_matching(filters: AuditFilters) -> Any:
+    """The audit entries the filters select, as a query (the hub's logs page pages through it too)."""
+    query = select(AuditEntry)
+    for name in ("user", "action", "target", "outcome"):
+        if (value := getattr(filters, name)) is not None:
+            query = query.where(getattr(AuditEntry, name) == value)
+    if filters.since is not None:
+        query = query.where(AuditEntry.at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditEntry.at < filters.until)
+    return query
 
 
 def blueprint(spec: SpecTree) -> Blueprint:
@@ -203,22 +216,15 @@ def blueprint(spec: SpecTree) -> Blueprint:
         """Read the audit log (admins only)\n\nNewest first: sign-ins, token and user changes, every action."""
         require_admin()
         filters: AuditFilters = request.context.query  # type: ignore[attr-defined]
-        query = select(AuditEntry)
-        for name in ("user", "action", "target", "outcome"):
-            if (value := getattr(filters, name)) is not None:
-                query = query.where(getattr(AuditEntry, name) == value)
-        if filters.since is not None:
-            query = query.where(AuditEntry.at >= filters.since)
-        if filters.until is not None:
-            query = query.where(AuditEntry.at < filters.until)
+        query = audit_matching(filters)
         with transaction() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
                                    .limit(filters.limit).offset(filters.offset))
-            items = [_audit(e) for e in rows]
+            items = [audit_item(e) for e in rows]
         return jsonify({"items": items, "total": total, "limit": filters.limit, "offset": filters.offset})
 
     return bp
 
 
-__all__ = ["blueprint"]
+__all__ = ["AuditFilters", "audit_item", "audit_matching", "blueprint"]

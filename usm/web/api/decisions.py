@@ -63,7 +63,8 @@ class DecisionRecordBody(BaseModel):
 EQUAL = ("entity", "target", "decision", "rule", "policy", "kind")
 
 
-def _query(filters: DecisionFilters) -> Any:
+def matching(filters: DecisionFilters) -> Any:
+    """The records the filters select, as a query (the hub's decision log page pages through it too)."""
     query = select(DecisionRecord)
     for name in EQUAL:
         if (value := getattr(filters, name)) is not None:
@@ -75,7 +76,7 @@ def _query(filters: DecisionFilters) -> Any:
     return query
 
 
-def _item(row: DecisionRecord) -> dict[str, Any]:
+def index_item(row: DecisionRecord) -> dict[str, Any]:
     return {"id": row.id, "at": row.at, "kind": row.kind, "entity": row.entity, "target": row.target,
             "decision": row.decision, "rule": row.rule, "policy": row.policy}
 
@@ -90,12 +91,12 @@ def blueprint(spec: SpecTree) -> Blueprint:
         filters: DecisionFilters = request.context.query  # type: ignore[attr-defined]
         if filters.since is not None and filters.until is not None and filters.until <= filters.since:
             raise ApiError(422, "until must be after since", {"until": ["must be after since"]})
-        query = _query(filters)
+        query = matching(filters)
         with transaction() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.order_by(DecisionRecord.at.desc(), DecisionRecord.id.desc())
                                    .limit(filters.limit).offset(filters.offset)).all()
-            items = [_item(row) for row in rows]
+            items = [index_item(row) for row in rows]
         return jsonify({"items": items, "total": total, "limit": filters.limit, "offset": filters.offset})
 
     @bp.get("/decisions/<int(max=2147483647):record>")
@@ -118,4 +119,4 @@ def blueprint(spec: SpecTree) -> Blueprint:
     return bp
 
 
-__all__ = ["blueprint"]
+__all__ = ["DecisionFilters", "blueprint", "index_item", "matching"]

@@ -10,6 +10,8 @@ only the translation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from usm.actuators.ec2 import CloudInstance, Ec2, Ec2Error
 from usm.manager.ports import Outcome
 from usm.placement.plans import LaunchCloudHost, StartHost, StopHost, TerminateHost
@@ -37,14 +39,16 @@ def carry_out(ec2: Ec2, step: HostStep) -> CloudInstance:
     raise TypeError(f"{type(step).__name__} is not a cloud host step")
 
 
-def execute_host_step(ec2: Ec2, step: HostStep) -> Outcome:
+def execute_host_step(ec2: Ec2, step: HostStep, seen: Callable[[CloudInstance], object] = lambda _: None) -> Outcome:
     """:func:`carry_out` as an actuator's outcome: never raises for a step that fails; the detail then is the
     :class:`Ec2Error`'s text, and ``transient`` its flag, so that the journal retries throttling or an unreachable
-    endpoint and gives up at once on a bad image or a missing permission."""
+    endpoint and gives up at once on a bad image or a missing permission. ``seen`` is given the instance as the
+    step left it (the live manager updates its EC2 snapshot with it)."""
     try:
         done = carry_out(ec2, step)
     except Ec2Error as error:
         return Outcome(step, False, str(error), error.transient)
+    seen(done)
     return Outcome(step, True, f"cloud host {done.host} ({done.instance_id}) in {done.region} is {done.state}")
 
 

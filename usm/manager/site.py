@@ -19,6 +19,7 @@ from usm.engine.policy import Location
 from usm.engine.yamldoc import InvalidSource, PathItem, Problem, load, schema_problems
 from usm.geo.regions import nearest_area
 from usm.geo.sphere import Coordinates
+from usm.manager.sitesources import SiteCloud, SiteSwarm, read_cloud, read_swarm
 from usm.placement.model import HostKind, Resources
 
 SCHEMA = "site.schema.json"
@@ -59,6 +60,8 @@ class Site:
     location_monitors: tuple[str, ...] = ()
     request_window: float = 300.0
     region: str = ""  # federation: the region of services that name none ("": the first host's)
+    cloud: SiteCloud | None = None  # how usm reaches and syncs its EC2 hosts (None: it does not)
+    swarm: SiteSwarm | None = None  # the host that manages usm's swarm, whose nodes are synced (None: no swarm)
 
     @property
     def default_region(self) -> str:
@@ -159,10 +162,13 @@ def load_site(path: str | Path, access: DockerAccess | None = None) -> Site:
             window = parse_duration(str(data["request_window"]))
         except ValueError as error:
             problem(["request_window"], str(error))
+    cloud = read_cloud(data, problem)
+    swarm = read_swarm(data, problem)
     if problems:
         raise InvalidSource(problems)
     return Site(tuple(hosts), tuple(apps), tuple(services), str(data.get("prometheus", "")),
-                tuple(str(u) for u in data.get("location_monitors") or ()), window, str(data.get("region", "")))
+                tuple(str(u) for u in data.get("location_monitors") or ()), window, str(data.get("region", "")),
+                cloud=cloud, swarm=swarm)
 
 
 def _has(data: Any, where: list[PathItem]) -> bool:

@@ -4,6 +4,11 @@
 the recording actuator and touches nothing; a live run gets the Docker actuator (the container steps
 of a plan; host steps are reported as not carried out until a cloud or edge actuator is configured),
 behind the action journal: steps a previous run began and did not end are finished first.
+
+A site with a ``cloud:`` section also gets the EC2 sync (every 45 s by default) and, in a live run, EC2 for the
+host part of plans (``usm.actuators.cloudsteps``); one with a ``swarm:`` section gets the swarm's nodes synced
+(every 10 s by default). Both syncs run on threads of their own (``usm.manager.syncs``), in a dry run too: they
+only read.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from usm.actuators.containersteps import ContainerSteps
 from usm.actuators.docker import ContainerSpec, DockerContainers
@@ -25,6 +31,7 @@ from usm.collectors.history import History
 from usm.collectors.prometheus import PrometheusCollector
 from usm.collectors.requests import RequestLocationsClient
 from usm.engine import Engine
+from usm.geo.regions import cloud_region
 from usm.manager.decisionlog import DecisionLog
 from usm.manager.live import LiveCollector
 from usm.manager.loop import ControlLoop
@@ -33,7 +40,20 @@ from usm.manager.reload import PolicyWatcher
 from usm.manager.runner import LiveRunner
 from usm.manager.scheduler import Scheduler
 from usm.manager.site import Site
-from usm.placement.plans import MoveContainer, PlaceReplica, RestoreContainer, StopContainer
+from usm.manager.syncs import CloudView, PeriodicSync, cloud_fetch, swarm_fetch
+from usm.placement.plans import (
+    DrainHost,
+    MoveContainer,
+    PlaceReplica,
+    RestoreContainer,
+    StopContainer,
+    StopHost,
+    TerminateHost,
+)
+
+if TYPE_CHECKING:
+    from usm.actuators.ec2 import CloudInstance, Ec2
+    from usm.actuators.swarm import SwarmNode
 
 logger = logging.getLogger("usm.run")
 
@@ -63,9 +83,51 @@ def container_specs(site: Site) -> dict[str, ContainerSpec]:
             for s in site.services}
 
 
+@dataclass(frozen=True)
+class SyncTime:
+    """The time the background syncs run on (tests pass a virtual one): ``wait(seconds)`` returns true to stop;
+    ``None`` waits on the sync's own stop event."""
+
+    clock: Callable[[], float] = time.monotonic
+    wait: Callable[[float], bool] | None = None
+
+
+def ec2_of(site: Site) -> Ec2 | None:
+    """The EC2 actuator of the site's ``cloud:`` section (credentials: boto3's chain), its clients made now."""
+    if site.cloud is None:
+        return None
+    from usm.actuators.ec2 import Ec2, Ec2Settings  # boto3 loads only for a site with cloud hosts
+
+    c = site.cloud
+    ec2 = Ec2(Ec2Settings(regions=c.regions, image_tag=c.image_tag, instance_type=c.instance_type,
+                          endpoint_url=c.endpoint_url, key_name=c.key_name, security_groups=c.security_groups,
+                          sync_interval=c.sync_interval))
+    for region in c.regions:
+        ec2.client(region)  # here, on one thread: boto3 sessions are not thread-safe, its clients are
+    return ec2
+
+
+def start_syncs(site: Site, ec2: Ec2 | None, hosts: DockerHosts, containers: DockerContainers, stack: ExitStack,
+                time_: SyncTime) -> tuple[PeriodicSync[CloudView] | None, PeriodicSync[tuple[SwarmNode, ...]] | None]:
+    """The EC2 and swarm syncs the site asks for, started, each stopped when ``stack`` closes."""
+    cloud = swarm = None
+    if ec2 is not None:
+        cloud = PeriodicSync("ec2", cloud_fetch(ec2), ec2.settings.sync_interval, time_.clock, time_.wait)
+        stack.callback(cloud.stop)
+        cloud.start()
+    if site.swarm is not None:
+        from usm.actuators.swarm import Swarm
+
+        nodes = Swarm(hosts, site.swarm.manager, containers)
+        swarm = PeriodicSync("swarm", swarm_fetch(nodes), site.swarm.sync_interval, time_.clock, time_.wait)
+        stack.callback(swarm.stop)
+        swarm.start()
+    return cloud, swarm
+
+
 def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, stack: ExitStack,
                 access: DockerAccess | None = None, metrics: ManagerMetrics | None = None,
-                clock: Callable[[], float] = time.time) -> LiveRunner:
+                clock: Callable[[], float] = time.time, sync_time: SyncTime = SyncTime()) -> LiveRunner:
     """Everything a live (or dry) run needs, with what must be closed registered on ``stack``."""
     access = access or DockerAccess.from_environment()
     endpoints = {h.name: h.docker for h in site.hosts}
@@ -79,7 +141,10 @@ def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, st
     locations = None
     if site.location_monitors:
         locations = stack.enter_context(RequestLocationsClient(site.location_monitors))
-    collector = LiveCollector(site, prometheus, stats, containers, locations)
+    ec2 = ec2_of(site)
+    cloud, swarm = start_syncs(site, ec2, hosts, containers, stack, sync_time)
+    collector = LiveCollector(site, prometheus, stats, containers, locations, cloud=cloud, swarm=swarm,
+                              cloud_regions=tuple(cloud_region(r) for r in site.cloud.regions) if site.cloud else ())
     stack.callback(collector.close)
     data.directory.mkdir(parents=True, exist_ok=True)
     actuator: RecordingActuator | JournaledActuator
@@ -87,8 +152,15 @@ def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, st
         actuator = RecordingActuator()
     else:
         steps = ContainerSteps(containers, container_specs(site))
-        router = StepRouter({kind: steps for kind in (PlaceReplica, MoveContainer, RestoreContainer,
-                                                       StopContainer)})
+        routes: dict[type, Any] = {kind: steps for kind in (PlaceReplica, MoveContainer, RestoreContainer,
+                                                             StopContainer)}
+        if ec2 is not None:
+            from usm.actuators.cloudsteps import CloudHostSteps
+
+            hosted = CloudHostSteps(ec2, steps, {h.name: h.kind for h in site.hosts}, seen=_amend(cloud))
+            routes |= {kind: hosted for kind in (PlaceReplica, MoveContainer, RestoreContainer, DrainHost,
+                                                  StopHost, TerminateHost)}
+        router = StepRouter(routes)
         journal = Journal(data.journal)
         stack.callback(journal.close)
         actuator = JournaledActuator(router, journal)
@@ -101,3 +173,13 @@ def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, st
     loop = ControlLoop(engine, history, collector, actuator, log)
     scheduler = Scheduler(engine.policy.settings.period, clock=clock)
     return LiveRunner(loop, watcher, scheduler, metrics or ManagerMetrics())
+
+
+def _amend(cloud: PeriodicSync[CloudView] | None) -> Callable[[CloudInstance], None]:
+    """Show an instance a host step changed in the EC2 snapshot at once, not at the next sync."""
+
+    def seen(instance: CloudInstance) -> None:
+        if cloud is not None:
+            cloud.amend(lambda view: view.with_instance(instance))
+
+    return seen

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.services import free_port
 from tests.services.postgres import Postgres
 from usm.engine import load_policy
 from usm.geo.sphere import Coordinates
@@ -254,3 +255,25 @@ def test_usm_policy_apply_stores_a_valid_policy_once_and_refuses_an_invalid_one(
         refused.output
     with sessions(store).begin() as session:
         assert latest_number(session, ConfigKind.POLICY) == 1
+
+
+def test_a_manager_that_cannot_reach_the_store_skips_its_cycles_and_acts_on_nothing(store, tmp_path):
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(json.dumps(site_document()))
+    site = load_site(site_file)
+    master = Coordinator(sessions(store), None)
+    steps = StoreSteps(store, master, site_file=site_file, policy_dir=write_policy(tmp_path / "p", busy=20))
+    carry_out(startup_plan(Deployment(Role.MASTER, "master", "europe", regions_of(site))), steps)
+    world_ = world()
+    with ExitStack() as stack:
+        member = federated_loop(master, world_, world_, site_regions(site), tmp_path / "m", stack)
+        assert member.runner.cycle(0.0) is not None  # it holds both regions and runs
+        gone = open_engine(f"postgresql+psycopg://usm@127.0.0.1:{free_port()}/usm", connect_args={"connect_timeout": 2})
+        master.sessions = sessions(gone)  # the store goes away
+        assert member.runner.cycle(15.0) is None
+        assert member.runner.metrics.registry.get_sample_value("usm_cycles_total", {"result": "error"}) == 1.0
+        step = PlaceReplica("shop-eu", Coordinates(40.4, -3.7), UseHost("lisbon", 0.0))
+        refused = member.leased.execute(step, 15.0)
+        assert not refused.ok and refused.transient and "the store cannot be reached" in refused.detail
+        assert world_.replicas()["shop-eu"] == 2
+        gone.dispose()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from usm.geo.regions import cloud_region
@@ -157,11 +158,19 @@ class LeasedActuator:
         if missing:
             return Outcome(step, False, f"not carried out: {self.coordinator.name} does not hold "
                                         f"{', '.join(missing)}")
-        with self.coordinator.acting({r: self.held[r] for r in touched}) as lost:
-            if lost:
-                return Outcome(step, False, f"not carried out: {', '.join(lost)} changed hands since this cycle's "
-                                            f"observation")
-            return self.inner.execute(step, at)
+        outcome: Outcome | None = None
+        try:
+            with self.coordinator.acting({r: self.held[r] for r in touched}) as lost:
+                if lost:
+                    return Outcome(step, False, f"not carried out: {', '.join(lost)} changed hands since this "
+                                                "cycle's observation")
+                outcome = self.inner.execute(step, at)
+            return outcome
+        except SQLAlchemyError as error:
+            if outcome is not None:  # carried out under the lock; only its release failed
+                return outcome
+            return Outcome(step, False, f"not carried out: the store cannot be reached to check the lease "
+                                        f"({getattr(error, 'orig', None) or error})", transient=True)
 
 
 __all__ = ["MASTER", "Coordinator", "LeasedActuator", "describe", "moment"]

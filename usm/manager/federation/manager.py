@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from usm.collectors.history import History
 from usm.engine import Engine, InvalidSource, Policy, load_policy
 from usm.manager.decisionlog import DecisionLog
@@ -70,9 +72,13 @@ class StoredPolicy:
         return policy
 
     def poll(self) -> Reloaded | Rejected | None:
-        if self.coordinator.newest(ConfigKind.POLICY) == self.seen:
+        try:
+            if self.coordinator.newest(ConfigKind.POLICY) == self.seen:
+                return None
+            row = self.coordinator.version(ConfigKind.POLICY)
+        except SQLAlchemyError as error:  # read again next cycle; the policy in force stays
+            log.error("the stored policy version cannot be read (%s)", getattr(error, "orig", None) or error)
             return None
-        row = self.coordinator.version(ConfigKind.POLICY)
         if row is None:
             return None
         try:
@@ -101,7 +107,14 @@ class FederatedRunner(LiveRunner):
     prepare: Callable[[float], bool] = field(default=lambda at: True)
 
     def cycle(self, at: float) -> CycleReport | None:
-        if not self.prepare(at):
+        try:
+            ready = self.prepare(at)
+        except SQLAlchemyError as error:  # the store is away: without its leases nothing may be done
+            log.error("the cycle at %.3f is skipped: the store cannot be read (%s)", at,
+                      getattr(error, "orig", None) or error)
+            self.metrics.cycles.labels(result="error").inc()
+            return None
+        if not ready:
             return None
         return super().cycle(at)
 

@@ -20,6 +20,7 @@ from usm.engine.yamldoc import InvalidSource, PathItem, Problem, load, schema_pr
 from usm.geo.regions import nearest_area
 from usm.geo.sphere import Coordinates
 from usm.manager.sitesources import SiteCloud, SiteSwarm, read_cloud, read_swarm
+from usm.manager.sitesupport import SiteSupport, read_support
 from usm.placement.model import HostKind, Resources
 
 SCHEMA = "site.schema.json"
@@ -62,6 +63,7 @@ class Site:
     region: str = ""  # federation: the region of services that name none ("": the first host's)
     cloud: SiteCloud | None = None  # how usm reaches and syncs its EC2 hosts (None: it does not)
     swarm: SiteSwarm | None = None  # the host that manages usm's swarm, whose nodes are synced (None: no swarm)
+    support: SiteSupport | None = None  # per-region support components run locally (None: none)
 
     @property
     def default_region(self) -> str:
@@ -164,11 +166,12 @@ def load_site(path: str | Path, access: DockerAccess | None = None) -> Site:
             problem(["request_window"], str(error))
     cloud = read_cloud(data, problem)
     swarm = read_swarm(data, problem)
+    support = read_support(data, problem)
     if problems:
         raise InvalidSource(problems)
     return Site(tuple(hosts), tuple(apps), tuple(services), str(data.get("prometheus", "")),
                 tuple(str(u) for u in data.get("location_monitors") or ()), window, str(data.get("region", "")),
-                cloud=cloud, swarm=swarm)
+                cloud=cloud, swarm=swarm, support=support)
 
 
 def _has(data: Any, where: list[PathItem]) -> bool:

@@ -9,6 +9,10 @@ A site with a ``cloud:`` section also gets the EC2 sync (every 45 s by default) 
 host part of plans (``usm.actuators.cloudsteps``); one with a ``swarm:`` section gets the swarm's nodes synced
 (every 10 s by default). Both syncs run on threads of their own (``usm.manager.syncs``), in a dry run too: they
 only read.
+
+A site with a ``support:`` section gets its per-region support components (``usm.manager.regional``) stepped
+every cycle: started as local processes in a live run, only recorded in a dry run. They outlive the run: the next
+one adopts them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from usm.manager.decisionlog import DecisionLog
 from usm.manager.live import LiveCollector
 from usm.manager.loop import ControlLoop
 from usm.manager.metrics import ManagerMetrics
+from usm.manager.regional import support_lifecycle
 from usm.manager.reload import PolicyWatcher
 from usm.manager.runner import LiveRunner
 from usm.manager.scheduler import Scheduler
@@ -170,7 +175,8 @@ def live_runner(site: Site, policy_dir: Path, data: DataFiles, dry_run: bool, st
     engine = Engine(watcher.load())
     history = stack.enter_context(History(str(data.history)))
     log = DecisionLog(stack.enter_context(data.decisions.open("a", encoding="utf-8")))
-    loop = ControlLoop(engine, history, collector, actuator, log)
+    support = None if site.support is None else support_lifecycle(site.support, data.directory, dry_run)
+    loop = ControlLoop(engine, history, collector, actuator, log, support=support)
     scheduler = Scheduler(engine.policy.settings.period, clock=clock)
     return LiveRunner(loop, watcher, scheduler, metrics or ManagerMetrics())
 

@@ -20,8 +20,8 @@ from usm.web.hub import state
 
 @pytest.fixture(scope="module")
 def decision_log(tmp_path_factory, policy_dir_module):
-    """A decision log written by the control loop over the first ten minutes of edge-flash-crowd."""
-    scenario = dataclasses.replace(load_scenario("edge-flash-crowd"), duration=600)
+    """A decision log written by the control loop over the first five minutes of edge-flash-crowd."""
+    scenario = dataclasses.replace(load_scenario("edge-flash-crowd"), duration=300)
     out = tmp_path_factory.mktemp("run")
     simulate(scenario, load_policy(policy_dir_module), out=out)
     return out / "decisions.jsonl"
@@ -44,10 +44,9 @@ def test_the_decision_log_lists_what_the_api_lists(admin, indexed):
     page = soup(admin.get("/decisions"))
     rows = page.select("tbody tr")
     api = admin.get("/api/decisions?limit=50").get_json()
-    assert len(rows) == len(api["items"]) == 50 and api["total"] == indexed
-    first = rows[0].select("td")
-    assert first[1].get_text() == api["items"][0]["kind"]
-    assert page.select_one("nav.pager span").get_text() == f"1–50 of {indexed}"
+    assert len(rows) == len(api["items"]) == min(50, indexed) > 20 and api["total"] == indexed
+    assert [r.select("td")[1].get_text() for r in rows] == [item["kind"] for item in api["items"]]
+    assert page.select_one("nav.pager span").get_text() == f"1–{min(50, indexed)} of {indexed}"
 
 
 def test_filters_select_the_records(admin, indexed):

@@ -84,9 +84,9 @@ def _theme_bp() -> Blueprint:
 
 
 def blueprints() -> list[Blueprint]:
-    from usm.web.pages import dashboard, inventory, operate, policy, records
+    from usm.web.pages import dashboard, inventory, operate, policy, records, workbench
 
-    return [_theme_bp(), dashboard.bp, inventory.bp, policy.bp, operate.bp, records.bp]
+    return [_theme_bp(), dashboard.bp, inventory.bp, policy.bp, operate.bp, records.bp, workbench.bp]
 
 
 def init(app: Flask) -> None:
@@ -109,7 +109,8 @@ def _navigation(inventory: Any) -> list[tuple[str, list[NavItem]]]:
         ("Inventory", [NavItem(page.title, "inventory.listing", (("path", page.path),))
                        for page in inventory.PAGES.values()]),
         ("Policy", [NavItem("Rules", "policy.listing", (("path", "rules"),)),
-                    NavItem("Simulated metrics", "policy.listing", (("path", "simulated-metrics"),))]),
+                    NavItem("Simulated metrics", "policy.listing", (("path", "simulated-metrics"),)),
+                    NavItem("Workbench", "workbench.index")]),
         ("Records", [NavItem("Decision log", "records.decisions"), NavItem("Logs", "records.logs")]),
         ("Operations", [NavItem("SSH and SFTP", "operate.shell")]),
     ]

@@ -573,6 +573,7 @@ def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, s
     Sign in with a user made by `usm user create --admin NAME --db ...`, or set USM_ADMIN_NAME and
     USM_ADMIN_PASSWORD_FILE to have the first admin made at startup."""
     import os
+    import signal
 
     import waitress
 
@@ -582,6 +583,7 @@ def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, s
     from usm.simulator.world import World
     from usm.web import create_app
     from usm.web.hub import state
+    from usm.web.pages.workbench import close
     from usm.web.settings import SettingsError
     from usm.web.simulated import SimulatedActions
 
@@ -609,7 +611,11 @@ def serve(host: str, port: int, target: str, instance: Path, policy_dir: Path, s
     if not os.environ.get("USM_ADMIN_NAME"):
         click.echo(f"usm serve: sign in with a user made by `usm user create --admin NAME --db {target}`", err=True)
     click.echo(f"usm serve: http://{host}:{port}/login (API at /api, described at /api/openapi.json)", err=True)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="usm")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as on Ctrl-C, the workbench's runs with it
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="usm")
+    finally:
+        close(app)
 
 
 @main.command("lb-api")

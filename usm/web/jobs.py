@@ -48,7 +48,7 @@ class Job:
     spec: dict[str, Any]
     created: str
     user: str
-    state: str  # queued, running, done, failed
+    state: str  # queued (waiting for a worker), starting, running, done, failed
     done: int = 0
     total: int = 0
     result: dict[str, Any] | None = None
@@ -79,8 +79,9 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def read_job(directory: Path, running: bool = False) -> Job | None:
-    """The job in ``directory`` (``None`` if it is not one); ``running`` says whether a worker has it now."""
+def read_job(directory: Path, busy: str = "") -> Job | None:
+    """The job in ``directory`` (``None`` if it is not one); ``busy`` says whether it is "queued" or "running" in
+    this hub now ("" for neither)."""
     spec = read_json(directory / JOB_FILE)
     if not isinstance(spec, dict):
         return None
@@ -91,8 +92,10 @@ def read_job(directory: Path, running: bool = False) -> Job | None:
         state = "done"
     elif error:
         state = "failed"
-    elif running:
-        state = "running" if progress else "queued"
+    elif busy == "queued":
+        state = "queued"
+    elif busy == "running":
+        state = "running" if progress else "starting"
     else:
         state, error = "failed", "the hub stopped before this job finished; run it again"
     return Job(directory.name, spec["kind"], spec["spec"], spec["created"], spec.get("user", ""), state,
@@ -157,15 +160,19 @@ class Jobs:
         if not job_id.isdigit():
             return None
         with self._lock:
-            running = job_id in self._running or job_id in self._queue
+            busy = self._busy()
         directory = self.root / job_id
-        return read_job(directory, running) if directory.is_dir() else None
+        return read_job(directory, busy.get(job_id, "")) if directory.is_dir() else None
 
     def newest(self, limit: int = 50) -> list[Job]:
         with self._lock:
-            busy = set(self._running) | set(self._queue)
+            busy = self._busy()
         folders = sorted((p for p in self.root.iterdir() if p.name.isdigit()), reverse=True)[:limit]
-        return [job for p in folders if (job := read_job(p, p.name in busy)) is not None]
+        return [job for p in folders if (job := read_job(p, busy.get(p.name, ""))) is not None]
+
+    def _busy(self) -> dict[str, str]:
+        """Job id -> "queued" or "running", for the jobs this hub has not finished (the lock is held)."""
+        return {**{job_id: "queued" for job_id in self._queue}, **{job_id: "running" for job_id in self._running}}
 
     def close(self) -> None:
         """Stop the running workers (by their process) and forget the waiting jobs."""

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from spectree import Response as Responses
 from spectree import SpecTree
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from usm.manager import accounts
 from usm.manager.store.accounts import ApiToken, AuditEntry, User
@@ -114,6 +115,14 @@ def audit_item(entry: AuditEntry) -> dict[str, Any]:
             "action": entry.action, "target": entry.target, "outcome": entry.outcome, "detail": entry.detail}
 
 
+def remove_user_named(session: Session, name: str) -> None:
+    """Delete a user and their tokens; the last admin is kept (409), so someone can always manage the hub."""
+    user = accounts.user_named(session, name)
+    if user.admin and accounts.count_admins(session) == 1:
+        raise ApiError(409, f"{name!r} is the only admin; make another admin first")
+    session.delete(user)
+
+
 def audit_matching(filters: AuditFilters) -> Any:
     """The audit entries the filters select, as a query (the hub's logs page pages through it too)."""
     query = select(AuditEntry)
@@ -203,10 +212,7 @@ def blueprint(spec: SpecTree) -> Blueprint:
     def remove_user(name: str) -> Any:
         """Delete a user (admins only)\n\nTheir tokens go with them; the last admin cannot be deleted."""
         with transaction() as session:
-            user = accounts.user_named(session, name)
-            if user.admin and accounts.count_admins(session) == 1:
-                raise ApiError(409, f"{name!r} is the only admin; make another admin first")
-            session.delete(user)
+            remove_user_named(session, name)
         record("user.delete", "ok", name)
         return "", 204
 
@@ -227,4 +233,4 @@ def blueprint(spec: SpecTree) -> Blueprint:
     return bp
 
 
-__all__ = ["AuditFilters", "audit_item", "audit_matching", "blueprint"]
+__all__ = ["AuditFilters", "TokenNew", "UserNew", "audit_item", "audit_matching", "blueprint", "remove_user_named"]

@@ -4,10 +4,10 @@ the decision log's index), so a page and an API call can never disagree.
 
 One blueprint per area: ``dashboard`` (the world map), ``inventory`` (list, detail, create, edit and delete of
 every stored entity), ``policy`` (the rule and simulated-metric editors), ``operate`` (launching containers,
-hosts, nodes, SSH and SFTP through the actions seam), ``records`` (the decision log, the logs) and
-``workbench`` (the policy-testing UI). Every page needs a signed-in user; every change needs an admin and the
-session's CSRF token (``security.protect`` checks it on every POST). Static assets are served from
-``usm/web/static`` (nothing from a CDN).
+hosts, nodes, SSH and SFTP through the actions seam), ``records`` (the decision log, the logs),
+``workbench`` (the policy-testing UI) and ``account`` (users and API tokens). Every page needs a signed-in
+user; every change needs an admin (but one's own API tokens) and the session's CSRF token (``security.protect``
+checks it on every POST). Static assets are served from ``usm/web/static`` (nothing from a CDN).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def _theme_bp() -> Blueprint:
 
 
 def blueprints() -> list[Blueprint]:
-    from usm.web.pages import dashboard, inventory, operate, policy, records, workbench
+    from usm.web.pages import account, dashboard, inventory, operate, policy, records, workbench
 
-    return [_theme_bp(), dashboard.bp, inventory.bp, policy.bp, operate.bp, records.bp, workbench.bp]
+    return [_theme_bp(), dashboard.bp, inventory.bp, policy.bp, operate.bp, records.bp, workbench.bp, account.bp]
 
 
 def init(app: Flask) -> None:
@@ -112,7 +112,7 @@ def _navigation(inventory: Any) -> list[tuple[str, list[NavItem]]]:
                     NavItem("Simulated metrics", "policy.listing", (("path", "simulated-metrics"),)),
                     NavItem("Workbench", "workbench.index")]),
         ("Records", [NavItem("Decision log", "records.decisions"), NavItem("Logs", "records.logs")]),
-        ("Operations", [NavItem("SSH and SFTP", "operate.shell")]),
+        ("Operations", [NavItem("SSH and SFTP", "operate.shell"), NavItem("Users and tokens", "account.index")]),
     ]
 
 

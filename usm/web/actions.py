@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from usm.geo.sphere import Coordinates
+from usm.manager.launcher import LaunchReport, OnFailure
+from usm.placement.launch import LaunchPlan
 
 Operation = Literal["start", "stop", "terminate"]
 Sync = Literal["containers", "hosts", "nodes", "all"]
@@ -46,6 +48,13 @@ class Actions(Protocol):
     def launch(self, service: str, host: str | None, near: Coordinates | None) -> Done:
         """Start a container of ``service`` on ``host``, or on the best host for callers around ``near``."""
 
+    def launch_app(self, plan: LaunchPlan, where: Coordinates | tuple[str, ...], on_failure: OnFailure) -> LaunchReport:
+        """Launch an app as ``plan`` says, wave by wave, near a place or on the hosts named in turn
+        (``usm.manager.launcher``); the report says how it went, a failed launch included."""
+
+    def stop_app(self, plan: LaunchPlan) -> Done:
+        """Stop every replica of the app's services, dependents first."""
+
     def host(self, host: str, operation: Operation) -> Done:
         """Start, stop or terminate (cloud hosts only) a host."""
 
@@ -69,6 +78,14 @@ class NoActions:
         raise ActionsUnavailable("this hub has no world to act on; `usm serve` wires the simulated one")
 
     def launch(self, service: str, host: str | None, near: Coordinates | None) -> Done:
+        self._refuse()
+        raise AssertionError
+
+    def launch_app(self, plan: LaunchPlan, where: Coordinates | tuple[str, ...], on_failure: OnFailure) -> LaunchReport:
+        self._refuse()
+        raise AssertionError
+
+    def stop_app(self, plan: LaunchPlan) -> Done:
         self._refuse()
         raise AssertionError
 

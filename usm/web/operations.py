@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from usm.geo.sphere import Coordinates
-from usm.manager.store import CloudHost, Host, Node, Service
+from usm.manager.launcher import LaunchReport, OnFailure
+from usm.manager.store import App, CloudHost, Container, Host, Node, Service
+from usm.placement.launch import LaunchPlan, LaunchRefused, plan_launch
 from usm.web.actions import ActionRefused, ActionsUnavailable, CommandOutput, Done, Operation, Sync
 from usm.web.audit import record
 from usm.web.errors import ApiError
@@ -70,6 +72,56 @@ def launch(service: str, host: str | None, near: Coordinates | None) -> Done:
     return carry_out("launch", service, detail, lambda: state().actions.launch(service, host, near))
 
 
+def app_plan(name: str) -> LaunchPlan:
+    """The launch plan of the stored app ``name``: its services' dependencies in waves. A dependency outside the
+    app may be a service that has containers already. A cycle or a missing dependency is a 422, before anything
+    starts."""
+    with transaction() as session:
+        app = session.scalar(select(App).where(App.name == name))
+        if app is None:
+            raise ApiError(404, f"there is no app named {name!r}")
+        dependencies = {s.name: [d.name for d in s.dependencies] for s in app.services}
+        running = set(session.scalars(select(Service.name).join(Container, Container.service_id == Service.id)))
+    if not dependencies:
+        raise ApiError(422, f"app {name!r} has no services to launch; add some to it", {"app": ["no services"]})
+    try:
+        return plan_launch(name, dependencies, running)
+    except LaunchRefused as refused:
+        raise ApiError(422, str(refused), {"app": [str(refused)]}) from None
+
+
+def launch_app(name: str, hosts: tuple[str, ...], near: Coordinates | None, on_failure: OnFailure) -> LaunchReport:
+    """Launch app ``name`` wave by wave near a place or on ``hosts`` in turn; the report, a failed launch too."""
+    unknown = [h for h in hosts if not exists(Host, Host.name, h)]
+    if unknown:
+        raise ApiError(422, f"there is no host {', '.join(map(repr, unknown))}",
+                       {"hosts": [f"there is no host {h!r}" for h in unknown]})
+    plan = app_plan(name)
+    detail: dict[str, Any] = {"waves": [list(w) for w in plan.waves], "on_failure": on_failure.value}
+    if near is not None:
+        detail["near"] = {"latitude": near.latitude, "longitude": near.longitude}
+    else:
+        detail["hosts"] = list(hosts)
+    where: Coordinates | tuple[str, ...] = near if near is not None else hosts
+    return carry_out("app.launch", name, detail, lambda: state().actions.launch_app(plan, where, on_failure))
+
+
+def stop_app(name: str) -> Done:
+    """Stop every replica of app ``name``'s services, dependents first."""
+    with transaction() as session:
+        app = session.scalar(select(App).where(App.name == name))
+        if app is None:
+            raise ApiError(404, f"there is no app named {name!r}")
+        dependencies = {s.name: [d.name for d in s.dependencies if d.name in {m.name for m in app.services}]
+                        for s in app.services}
+    try:
+        plan = plan_launch(name, dependencies)
+    except LaunchRefused:  # a cycle: stop in the stored order, last service first
+        plan = LaunchPlan(name, tuple((service,) for service in dependencies))
+    return carry_out("app.stop", name, {"waves": [list(w) for w in plan.stop_order()]},
+                     lambda: state().actions.stop_app(plan))
+
+
 def host_operation(name: str, operation: Operation) -> Done:
     """Start, stop or terminate (cloud hosts only) a host."""
     known_host(name)
@@ -106,5 +158,5 @@ def sync(what: Sync) -> Done:
     return carry_out("sync", what, {}, lambda: state().actions.sync(what))
 
 
-__all__ = ["MAX_UPLOAD", "carry_out", "exists", "host_operation", "known_host", "launch", "node_change", "ssh",
-           "sync", "upload"]
+__all__ = ["MAX_UPLOAD", "app_plan", "carry_out", "exists", "host_operation", "known_host", "launch", "launch_app", "node_change", "ssh",
+           "stop_app", "sync", "upload"]

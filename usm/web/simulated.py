@@ -16,11 +16,14 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from usm.geo.sphere import Coordinates
+from usm.manager.launcher import LaunchReport, OnFailure, launch_app, stop_app
 from usm.manager.seed import mirror_world
 from usm.manager.store import Node, crud
 from usm.placement.hosts import choose_host
+from usm.placement.launch import LaunchPlan
 from usm.placement.model import HostState, Resources
 from usm.placement.plans import NoPlan, PlaceReplica, StartHost, StopHost, TerminateHost, UseHost
+from usm.simulator.launches import WorldClock, launch_specs
 from usm.simulator.world import World
 from usm.web.actions import ActionRefused, CommandOutput, Done, Operation, Sync
 
@@ -71,6 +74,35 @@ class SimulatedActions:
                 if isinstance(choice, NoPlan):
                     raise ActionRefused(choice.reason)
             return self._execute(PlaceReplica(service, near, choice))
+
+    def launch_app(self, plan: LaunchPlan, where: Coordinates | tuple[str, ...], on_failure: OnFailure) -> LaunchReport:
+        """The simulator's launcher (as in ``usm.simulator.launches``) on the world's clock: world time runs on
+        while the waves start, so the launch is over when this returns."""
+        with self._lock:
+            self.world.advance(self._now())
+            self._refuse_unknown(plan)
+            world = self.world
+            report = launch_app(plan, launch_specs(world), world, lambda _: world.cluster(), where, WorldClock(world),
+                                on_failure=on_failure)
+            self._mirror()
+            return report
+
+    def stop_app(self, plan: LaunchPlan) -> Done:
+        with self._lock:
+            self.world.advance(self._now())
+            self._refuse_unknown(plan)
+            outcomes = stop_app(plan, self.world.cluster(), self.world, self.world.now)
+            changed = self._mirror()
+        failed = [o.detail for o in outcomes if not o.ok]
+        if failed:
+            raise ActionRefused(f"app {plan.app}: {len(failed)} of {len(outcomes)} replicas did not stop: "
+                                + "; ".join(failed))
+        return Done(f"app {plan.app}: {len(outcomes)} replicas stopped, dependents first", changed)
+
+    def _refuse_unknown(self, plan: LaunchPlan) -> None:
+        unknown = [s for s in plan.services if s not in self.world.scenario.service_by_name]
+        if unknown:
+            raise ActionRefused(f"the simulated world has no service {', '.join(unknown)} (only the scenario's)")
 
     def host(self, host: str, operation: Operation) -> Done:
         with self._lock:

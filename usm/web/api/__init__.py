@@ -1,6 +1,6 @@
 """The REST API under ``/api``: JSON in and out, described by ``/api/openapi.json``.
 
-One blueprint per area (``inventory``, ``decisions``, ``policy``, ``actions``, ``accounts``), declared with
+One blueprint per area (``inventory``, ``decisions``, ``policy``, ``actions``, ``apps``, ``accounts``), declared with
 one ``SpecTree``; this module nests them under ``/api`` and puts in front of them what every API call
 passes: a body must be well-formed JSON (400 otherwise, naming the line and column), and the caller must be
 identified, and an admin to change anything (``usm.web.security.guard_api``).
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from spectree import Response as Responses
 from spectree import SpecTree
 
-from usm.web.api import accounts, actions, decisions, inventory, policy
+from usm.web.api import accounts, actions, apps, decisions, inventory, policy
 from usm.web.errors import BODY, ApiError
 from usm.web.openapi import document, new_spec
 from usm.web.security import guard_api, public
@@ -53,7 +53,7 @@ def blueprint(spec: SpecTree) -> Blueprint:
     api = Blueprint("api", __name__, url_prefix="/api")
     api.before_request(guard_api)
     api.before_request(well_formed_body)
-    for area in (inventory, decisions, policy, actions, accounts):
+    for area in (inventory, decisions, policy, actions, apps, accounts):
         api.register_blueprint(area.blueprint(spec))
 
     @api.get("/openapi.json")

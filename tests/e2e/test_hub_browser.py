@@ -1,6 +1,7 @@
 """The hub in a real browser, as an operator uses it: signing in, adding an app and a service, a rule edited
 with an error shown at its line, a dry run (its progress, then its plots), a container launched by clicking the
-map in the dark theme. Each test starts from a fresh tab on the same ``usm serve``."""
+map in the dark theme, the map's markers refreshed every 15 s (on a clock the test moves). Each test starts from
+a fresh tab on the same ``usm serve``."""
 
 from __future__ import annotations
 
@@ -118,3 +119,21 @@ def test_a_container_is_launched_where_the_map_is_clicked(page, hub):
 def _containers(description: str) -> int:
     """How many containers a map marker's description counts on its host (running and starting)."""
     return sum(int(n) for n, state in re.findall(r"(\d+) (running|starting)", description))
+
+
+def test_the_map_refreshes_its_markers_every_15_seconds(page, hub):
+    sign_in(page, hub)
+    page.clock.install()  # the page's timers run on a clock the test moves
+    page.goto(f"{hub.url}/")
+    leiria = page.locator('#markers a[data-host="leiria"]')
+    shown = leiria.get_attribute("aria-label")
+    before = _containers(shown)
+    csrf = page.request.get(f"{hub.url}/api/session").json()["csrf_token"]
+    launched = page.request.post(f"{hub.url}/api/actions/launch", headers={"X-CSRFToken": csrf},
+                                 data={"service": "sock-shop-carts", "host": "leiria"})
+    assert launched.ok, launched.text()
+    page.clock.run_for(14_000)
+    expect(leiria).to_have_attribute("aria-label", shown)  # the page has not asked yet
+    page.clock.run_for(1_000)
+    expect(leiria).not_to_have_attribute("aria-label", shown)
+    assert _containers(leiria.get_attribute("aria-label")) == before + 1

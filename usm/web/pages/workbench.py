@@ -14,6 +14,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,15 @@ class ScenarioChoice:
     description: str
 
 
-def scenarios() -> list[ScenarioChoice]:
+@cache
+def scenarios() -> tuple[ScenarioChoice, ...]:
+    """The bundled scenarios a run can use (read once per process: they ship with usm)."""
     found = []
     for name in bundled_scenarios():
         scenario = load_scenario(name)
         found.append(ScenarioChoice(name, scenario.duration, scenario.description.strip().splitlines()[0]
                                     if scenario.description.strip() else ""))
-    return found
+    return tuple(found)
 
 
 def policy_source(choice: str) -> tuple[Path, str]:

@@ -78,3 +78,24 @@ def test_a_viewer_sees_the_shell_but_cannot_run_anything(viewer, world):
     assert page.find(string="Only an admin can run commands.")
     assert post_form(viewer, "/shell/ssh", {"host": "leiria", "command": "ls"}).status_code == 403
     assert post_form(viewer, "/operate/hosts/leiria/stop").status_code == 403
+
+
+def test_an_app_launched_and_stopped_from_its_page(admin, world):
+    page = soup(admin.get("/apps/sock-shop"))
+    assert page.find("form", action="/operate/apps/sock-shop/launch") is not None
+    post_form(admin, "/operate/apps/sock-shop/launch",
+              {"latitude": "51.5", "longitude": "-0.13", "on_failure": "rollback", "next": "/apps/sock-shop"})
+    shown = flashes(soup(admin.get("/apps/sock-shop")))
+    assert any(text.startswith("Launch of sock-shop") for text in shown), shown
+    launched = admin.get("/api/audit?action=app.launch").get_json()["items"][0]
+    assert (launched["user"], launched["outcome"]) == ("ada", "ok")
+    assert admin.get("/api/containers?limit=1").get_json()["total"] > 0
+    post_form(admin, "/operate/apps/sock-shop/stop", {"next": "/apps/sock-shop"})
+    assert admin.get("/api/audit?action=app.stop").get_json()["items"][0]["outcome"] == "ok"
+
+
+def test_an_app_launch_with_a_bad_place_is_refused_with_its_reason(admin, world):
+    post_form(admin, "/operate/apps/sock-shop/launch", {"latitude": "north", "longitude": "-0.13"})
+    shown = flashes(soup(admin.get("/apps/sock-shop")))
+    assert any("latitude" in text for text in shown), shown
+    assert admin.get("/api/audit?action=app.launch").get_json()["items"] == []

@@ -1,5 +1,5 @@
-"""Pages that act on the world: launch a container (near a place picked on the map, or on a host), start, stop or
-terminate a host, change a swarm node, and the SSH/SFTP page. Each form is checked by the API's own model
+"""Pages that act on the world: launch a container (near a place picked on the map, or on a host), launch or stop
+a whole app (wave by wave, near a place), start, stop or terminate a host, change a swarm node, and the SSH/SFTP page. Each form is checked by the API's own model
 (``usm.web.api.actions``) and carried out by ``usm.web.operations``, as the API's actions are: the same checks,
 the same ``Actions`` seam, the same audit log.
 """
@@ -13,10 +13,12 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from usm.geo.sphere import Coordinates
+from usm.manager.launcher import OnFailure
 from usm.manager.store import AuditEntry, Host
 from usm.web import operations
 from usm.web.actions import CommandOutput
 from usm.web.api.actions import Command, Launch, NodeChange, Upload
+from usm.web.api.apps import AppLaunch
 from usm.web.errors import ApiError
 from usm.web.hub import transaction
 from usm.web.pages import admin_only, back
@@ -70,6 +72,39 @@ def launch() -> Any:
     else:
         flash(f"Launched {service}: {done.detail}", "ok")
     return redirect(back(url_for("dashboard.index")))
+
+
+@bp.post("/operate/apps/<name>/launch")
+@login_required
+@admin_only
+def launch_app(name: str) -> Any:
+    """Launch an app wave by wave near a place (``latitude``, ``longitude``: picked on the map or typed)."""
+    values = {"near": {"latitude": request.form.get("latitude", "").strip(),
+                       "longitude": request.form.get("longitude", "").strip()},
+              "on_failure": request.form.get("on_failure", "report")}
+    try:
+        body = _checked(AppLaunch, values)
+        assert isinstance(body, AppLaunch) and body.near is not None
+        report = operations.launch_app(name, (), Coordinates(body.near.latitude, body.near.longitude),
+                                       OnFailure(body.on_failure))
+    except ApiError as error:
+        _refused(error)
+    else:
+        flash(f"Launch of {name}: {report.summary}", "ok" if report.ok else "error")
+    return redirect(back(url_for("inventory.detail", path="apps", key=name)))
+
+
+@bp.post("/operate/apps/<name>/stop")
+@login_required
+@admin_only
+def stop_app(name: str) -> Any:
+    try:
+        done = operations.stop_app(name)
+    except ApiError as error:
+        _refused(error)
+    else:
+        flash(f"Stop of {name}: {done.detail}", "ok")
+    return redirect(back(url_for("inventory.detail", path="apps", key=name)))
 
 
 @bp.post("/operate/hosts/<name>/<any(start, stop, terminate):operation>")

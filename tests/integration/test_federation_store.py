@@ -203,15 +203,17 @@ def test_a_hand_over_waits_for_the_step_its_former_holder_is_carrying_out(pg_eng
 
     thread = threading.Thread(target=take_over)
     thread.start()
-    with engine.connect() as watcher:
-        def waiting() -> bool:
+
+    def waiting() -> bool:  # a transaction per look: PostgreSQL keeps a transaction's view of pg_stat_activity
+        with engine.connect() as watcher:
             return bool(watcher.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND :pid = ANY("
                 "pg_blocking_pids(pid))"), {"pid": acting_pid}).scalar())
-        wait_until(waiting, 10, "the hand-over to wait on the lease lock")
+
+    wait_until(waiting, 30, "the hand-over to wait on the lease lock")
     assert done == []
     acting.commit()
-    thread.join(10)
+    thread.join(30)
     assert done == [fed.Lease("europe", None, 2)]
     with sessions(engine).begin() as session:
         assert fed.lock_held(session, {"europe": 1}) == ["europe"]

@@ -60,3 +60,16 @@ def test_recovery_restores_near_the_old_host_and_gives_up_on_the_third_failure_i
     assert isinstance(steps[2], GiveUpRecovery)
     planned, _ = plan_cycle(180.0, [], world, (ServiceSpec("a", SMALL, 1),), {}, [], state)
     assert planned == ()  # a service whose recovery gave up is left alone by the minimum
+
+
+def test_two_replicas_for_one_host_in_one_cycle_are_two_distinct_steps():
+    """The journal and the actuators know a step by its content and cycle time: two equal steps would be one."""
+    from usm.actuators.containersteps import step_name
+    from usm.actuators.journal import step_id
+
+    world = Cluster((HostCapacity("lisbon", LISBON, BIG),), (), cloud_regions=())
+    planned, _ = plan_cycle(30.0, [], world, (ServiceSpec("a", SMALL, min_replicas=3),), {"a": [(LISBON, 1.0)]})
+    steps = [p.step for p in planned]
+    assert [type(s) for s in steps] == [PlaceReplica] * 3 and {s.host for s in steps} == {"lisbon"}
+    assert [s.ordinal for s in steps] == [0, 1, 2]
+    assert len({step_id(s, 30.0) for s in steps}) == len({step_name("a", s, 30.0) for s in steps}) == 3

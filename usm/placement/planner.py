@@ -14,7 +14,7 @@ cluster before the next one is planned, so two steps never count on the same roo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from usm.engine.policy import Decision
 from usm.engine.results import Action
@@ -123,7 +123,22 @@ def plan_cycle(
         planned.append(Planned("minimum replicas" + (f" of {step.service}" if isinstance(step, PlaceReplica) else ""),
                                step))
         cluster = _after(cluster, step, demand)
-    return tuple(planned), PlannerState(tracker)
+    return tuple(_distinct(planned)), PlannerState(tracker)
+
+
+def _distinct(planned: list[Planned]) -> list[Planned]:
+    """The plan with equal replica placements numbered: two replicas of one service for one host are two steps,
+    which actuators and the journal (knowing a step by its content) must not take for one."""
+    seen: dict[PlaceReplica, int] = {}
+    result = []
+    for item in planned:
+        if isinstance(item.step, PlaceReplica):
+            count = seen.get(item.step, 0)
+            seen[item.step] = count + 1
+            if count:
+                item = replace(item, step=replace(item.step, ordinal=count))
+        result.append(item)
+    return result
 
 
 def _plan_action(action: Action, cluster: Cluster, callers: Mapping[str, Coordinates],

@@ -61,6 +61,7 @@ class PlaceReplica:
     service: str
     near: Coordinates
     on: HostChoice
+    ordinal: int = 0  # among equal steps of one cycle (two replicas for one host), which one: steps stay distinct
 
     @property
     def host(self) -> str | None:

@@ -37,7 +37,7 @@ class Hub:
     policy: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Iterator[Hub]:
     """``usm serve`` on the sock-shop world, with an admin made at startup from a random password."""
     folder = tmp_path_factory.mktemp("hub")
@@ -68,7 +68,7 @@ def hub(tmp_path_factory) -> Iterator[Hub]:
         yield Hub(url, ADMIN, password, policy)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     chromium = need("chromium")
     from playwright.sync_api import sync_playwright

@@ -99,3 +99,14 @@ def test_an_app_launch_with_a_bad_place_is_refused_with_its_reason(admin, world)
     shown = flashes(soup(admin.get("/apps/sock-shop")))
     assert any("latitude" in text for text in shown), shown
     assert admin.get("/api/audit?action=app.launch").get_json()["items"] == []
+
+
+def test_an_app_is_launched_near_the_place_picked_on_the_dashboard(admin, world):
+    page = soup(admin.get("/"))
+    button = page.find("button", formaction="/operate/apps/launch")
+    assert button is not None and page.find("select", id="launch-app").find("option", string="sock-shop")
+    post_form(admin, "/operate/apps/launch", {"app": "sock-shop", "service": "sock-shop-carts",
+                                              "where": "near", "latitude": "45.5", "longitude": "-122.7"})
+    launched = admin.get("/api/audit?action=app.launch").get_json()["items"][0]
+    assert (launched["target"], launched["outcome"]) == ("sock-shop", "ok")
+    assert "45.5" in str(launched["detail"]) and "-122.7" in str(launched["detail"])

@@ -38,13 +38,14 @@ def index() -> Any:
         view = worldmap.map_view(session)
         counts = _counts(session)
         services = session.scalars(select(Service.name).order_by(Service.name)).all()
+        apps = session.scalars(select(App.name).order_by(App.name)).all()
         recent = session.scalars(select(DecisionRecord).where(DecisionRecord.kind.in_(("action", "evaluation")))
                                  .order_by(DecisionRecord.at.desc(), DecisionRecord.id.desc())
                                  .limit(RECENT_DECISIONS)).all()
         decisions = [{"id": r.id, "at": r.at, "kind": r.kind, "entity": r.entity, "decision": r.decision,
                       "rule": r.rule} for r in recent]
     return render_template("dashboard.html", view=view, countries=worldmap.countries(),
-                           view_box=worldmap.VIEW_BOX, legend=worldmap.legend(), counts=counts, services=services,
+                           view_box=worldmap.VIEW_BOX, legend=worldmap.legend(), counts=counts, services=services, apps=apps,
                            hosts=[h.name for h in view.hosts], decisions=decisions, refresh=REFRESH_SECONDS,
                            updated=now(), chosen=request.args.get("service", ""))
 

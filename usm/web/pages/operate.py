@@ -79,6 +79,18 @@ def launch() -> Any:
 @admin_only
 def launch_app(name: str) -> Any:
     """Launch an app wave by wave near a place (``latitude``, ``longitude``: picked on the map or typed)."""
+    return _launch_app(name, url_for("inventory.detail", path="apps", key=name))
+
+
+@bp.post("/operate/apps/launch")
+@login_required
+@admin_only
+def launch_app_here() -> Any:
+    """The dashboard's form: the app named in the form, near the place clicked on the map."""
+    return _launch_app(request.form.get("app", "").strip(), url_for("dashboard.index"))
+
+
+def _launch_app(name: str, fallback: str) -> Any:
     values = {"near": {"latitude": request.form.get("latitude", "").strip(),
                        "longitude": request.form.get("longitude", "").strip()},
               "on_failure": request.form.get("on_failure", "report")}
@@ -91,7 +103,7 @@ def launch_app(name: str) -> Any:
         _refused(error)
     else:
         flash(f"Launch of {name}: {report.summary}", "ok" if report.ok else "error")
-    return redirect(back(url_for("inventory.detail", path="apps", key=name)))
+    return redirect(back(fallback))
 
 
 @bp.post("/operate/apps/<name>/stop")

@@ -7,7 +7,9 @@ gunicorn``, ``--workers`` processes) on a free loopback port, then drives it wit
 as the last one is answered, for ``--seconds``. Each request asks for one page (``limit=--page``) at a random
 offset, with the token. Prints throughput, latency percentiles (p50, p95, p99, max), non-2xx answers, and the CPU
 the server and wrk used (the two share this machine's cores with whatever else runs; the load average is
-printed too).
+printed too). ``--writes N`` changes one container N times a second from another process during the run (every
+change makes the hub's kept listings of containers stale); ``--baseline`` serves a fixed answer from a bare WSGI
+function instead of the hub, with the same server settings: the most the server and the machine allow right now.
 
 Why wrk: a Python client would need about as much CPU per request as the server, on the same two cores.
 
@@ -39,8 +41,16 @@ GiB = 2**30
 SERVE = """
 import sys
 from usm.web import create_app
+from usm.web.hub import state
 settings = {{"INSTANCE_PATH": {instance!r}, "USM_DATABASE": {database!r}, "USM_POLICY": "policies"}}
 app = create_app(settings)
+with app.app_context():
+    state().engine.dispose()  # no connection opened here is carried into gunicorn's forked workers
+if {baseline!r}:
+    PAGE = b"x" * {page_bytes}
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(PAGE)))])
+        return [PAGE]
 if {server!r} == "waitress":
     import waitress
     waitress.serve(app, host="127.0.0.1", port={port}, threads={threads}, connection_limit=1000, backlog=2048,
@@ -85,9 +95,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(server: str, folder: Path, database: Path, port: int, threads: int, workers: int) -> subprocess.Popen:
+WRITE = """
+import sys, time
+from datetime import UTC, datetime
+from usm.manager.store import Container, crud
+from usm.manager.store.database import open_engine, sessions
+engine, interval, count = open_engine(sys.argv[1]), 1 / float(sys.argv[2]), int(sys.argv[3])
+made, due = 0, time.monotonic()
+while True:
+    with sessions(engine).begin() as session:
+        crud.update(session, Container, f"container-{made * 7919 % count:05d}", port=20000 + made % 40000)
+    made += 1
+    print(made, flush=True)
+    due += interval
+    time.sleep(max(0.0, due - time.monotonic()))
+"""
+
+
+def start(server: str, folder: Path, database: Path, port: int, threads: int, workers: int,
+          baseline: bool = False) -> subprocess.Popen:
     code = SERVE.format(instance=str(folder / "instance"), database=str(database), server=server, port=port,
-                        threads=threads)
+                        threads=threads, baseline=baseline, page_bytes=6_000)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()),
                                                                              os.environ.get("PYTHONPATH")]))}
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed with the process
@@ -150,6 +178,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="waitress threads, or gunicorn threads per worker")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--writes", type=float, default=0,
+                        help="changes to one container a second, through the store from another process, during "
+                             "the run (each one makes every kept listing of containers stale)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="serve a fixed 6 kB answer from a bare WSGI function instead of the hub, with the same "
+                             "server settings: what the server and this machine allow at best right now")
     options = parser.parse_args()
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -161,7 +195,8 @@ def main() -> None:
         database, token = build_store(folder, options.containers)
         print(f"store: {options.containers:,} containers in {time.perf_counter() - started:.1f} s")
         port = free_port()
-        server = start(options.server, folder, database, port, options.threads, options.workers)
+        server = start(options.server, folder, database, port, options.threads, options.workers, options.baseline)
+        writer = None
         try:
             url = f"http://127.0.0.1:{port}/api/containers"
             def wrk_args(connections: int, seconds: int, rate: float) -> list[str]:
@@ -174,6 +209,10 @@ def main() -> None:
             if warm.returncode != 0:
                 raise SystemExit(f"wrk failed: {warm.stdout}{warm.stderr}")
             pids = family(server.pid)
+            if options.writes:
+                writer = subprocess.Popen([sys.executable, "-c", WRITE, str(database), str(options.writes),
+                                           str(options.containers)], stdout=subprocess.PIPE, text=True,
+                                          env={**os.environ, "PYTHONPATH": str(Path.cwd())})
             server_before, load_before, wrk_before = cpu_seconds(pids), os.getloadavg()[0], children_cpu()
             clock = time.perf_counter()
             run = subprocess.run(wrk_args(options.connections, options.seconds, options.rate), check=True,
@@ -182,6 +221,9 @@ def main() -> None:
             server_cpu = cpu_seconds(pids) - server_before
             wrk_cpu = children_cpu() - wrk_before
         finally:
+            if writer is not None:
+                writer.terminate()
+                written = writer.communicate(timeout=10)[0].split()
             for pid in reversed(family(server.pid)):
                 try:
                     os.kill(pid, 15)
@@ -190,7 +232,11 @@ def main() -> None:
             server.wait(10)
         summary = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"server: {options.server}" + (f", {options.workers} workers x {options.threads} threads"
-                                          if options.server == "gunicorn" else f", {options.threads} threads"))
+                                          if options.server == "gunicorn" else f", {options.threads} threads")
+          + (" (baseline: a fixed answer, not the hub)" if options.baseline else ""))
+    if writer is not None:
+        print(f"writes: {written[-1] if written else 0} changes to containers during the run "
+              f"({options.writes:g} a second asked)")
     pace = f"{options.rate:g} requests/s in all" if options.rate else "closed loop"
     print(f"load: {options.connections} connections, {pace}, for {options.seconds} s, pages of {options.page}")
     print(f"requests: {summary['requests']:,} ({summary['requests'] / wall:,.0f}/s), non-2xx {summary['non2xx']}, "

@@ -120,11 +120,19 @@ def issue_token(session: Session, user: User, name: str, at: datetime, expires_a
 
 def token_user(session: Session, text: str, at: datetime) -> User | None:
     """The user a token acts as, when the token exists, is not revoked and has not expired."""
+    found = token_holder(session, text, at)
+    return found[0] if found is not None else None
+
+
+def token_holder(session: Session, text: str, at: datetime) -> tuple[User, datetime | None] | None:
+    """The user a token acts as and when the token expires (``None``: never), when the token exists, is not
+    revoked and has not expired at ``at``: what a caller that keeps the answer must check again later."""
     if not text.startswith(TOKEN_PREFIX):
         return None
-    return session.scalar(select(User).join(ApiToken).where(
+    found = session.execute(select(User, ApiToken.expires_at).join(ApiToken).where(
         ApiToken.digest == _digest(text), ApiToken.revoked_at.is_(None),
-        ApiToken.expires_at.is_(None) | (ApiToken.expires_at > at)))
+        ApiToken.expires_at.is_(None) | (ApiToken.expires_at > at))).one_or_none()
+    return (found[0], found[1]) if found is not None else None
 
 
 def revoke_token(session: Session, user: User, token_id: int, at: datetime) -> ApiToken:
@@ -152,4 +160,5 @@ def _digest(text: str) -> str:
 
 
 __all__ = ["MIN_PASSWORD_LENGTH", "IssuedToken", "audit", "authenticate", "check_password", "count_admins",
-           "create_user", "issue_token", "read_password_file", "revoke_token", "token_user", "user_named"]
+           "create_user", "issue_token", "read_password_file", "revoke_token", "token_holder", "token_user",
+           "user_named"]

@@ -3,7 +3,7 @@
 ``create_app(config)`` builds one app: settings from ``config`` and the environment (``usm.web.settings``), the
 session key from its file, the store opened and migrated, an admin created from a password file when asked, the
 security layer (``usm.web.security``), the login page (``usm.web.auth``), the API (``usm.web.api``) and the
-pages (``usm.web.pages``).
+pages (``usm.web.pages``), behind a short way for API listings already in memory (``usm.web.shortcut``).
 
 To add pages, register a blueprint on the app ``create_app`` returns (or pass ``blueprints`` to it); views reach
 the store with ``usm.web.hub.transaction()``, the caller with ``flask.g.identity``, and protect themselves with
@@ -55,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None, blueprints: Iterable[Blu
                   cors_origins=origins(settings.get("USM_CORS_ORIGINS")))
     errors.register(app)
     from usm.web import api, pages
+    from usm.web.shortcut import ListingShortcut
 
     spec, api_blueprint = api.built(_version())
     app.register_blueprint(auth.bp)
@@ -63,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None, blueprints: Iterable[Blu
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     spec.register(app)
+    app.wsgi_app = ListingShortcut(app)  # type: ignore[method-assign]
     return app
 
 

@@ -9,7 +9,8 @@ here, and a 500 means a bug, logged with its traceback.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -63,6 +64,15 @@ def from_store(error: StoreError, fields: Iterable[str] = ()) -> ApiError:
     if isinstance(error, NotMigrated):
         return ApiError(503, str(error))
     return ApiError(422, str(error))
+
+
+@contextmanager
+def refused_as_errors(fields: Iterable[str] = ()) -> Iterator[None]:
+    """Turn the store's refusals into API errors whose problems are filed under ``fields``."""
+    try:
+        yield
+    except StoreError as error:
+        raise from_store(error, fields) from None
 
 
 def by_field(problems: Iterable[str], fields: Iterable[str]) -> dict[str, list[str]]:
@@ -128,4 +138,5 @@ def register(app: Flask) -> None:
         return ApiError(500, "internal error; the hub's log has the details").response()
 
 
-__all__ = ["BODY", "ApiError", "ErrorBody", "by_field", "from_store", "from_validation", "is_api", "register"]
+__all__ = ["BODY", "ApiError", "ErrorBody", "by_field", "from_store", "from_validation", "is_api", "refused_as_errors",
+           "register"]

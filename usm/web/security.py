@@ -3,7 +3,8 @@
 A caller is identified either by an API token (``Authorization: Bearer usm_...``; for scripts) or by the signed
 session cookie set at sign-in (for people). Cookie-authenticated requests that change something must carry the
 session's CSRF token (Flask-WTF's ``CSRFProtect``, as a form field or the ``X-CSRFToken`` header); token requests
-are exempt, since a browser never adds that header to a forged cross-site request on its own. Cookies are
+are exempt, since a browser never adds that header to a forged cross-site request on its own. A token this process
+has seen is not looked up again while the store's users and tokens are unchanged (``usm.web.tokens``). Cookies are
 ``HttpOnly``, ``SameSite=Lax`` and ``Secure``. CORS headers are sent only for origins configured explicitly,
 never ``*``. Every response carries headers that keep pages from being framed or sniffed.
 """
@@ -20,10 +21,11 @@ from urllib.parse import quote
 from flask import Flask, Response, current_app, g, redirect, request, session
 from flask_wtf.csrf import CSRFProtect
 
-from usm.manager.accounts import token_user
+from usm.manager.accounts import token_holder
 from usm.manager.store.accounts import User
 from usm.web.errors import ApiError, is_api
-from usm.web.hub import now, transaction
+from usm.web.hub import now, revisions, revisions_in, state, transaction
+from usm.web.tokens import Bearer, revision_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 SESSION_LIFETIME = timedelta(hours=12)
@@ -75,12 +77,11 @@ def identify() -> None:
         if scheme.lower() != "bearer" or not text.strip():
             g.refusal = "the Authorization header must be 'Bearer <token>'"
             return
-        with transaction() as store:
-            user = token_user(store, text.strip(), now())
-            if user is None:
-                g.refusal = "the API token is unknown, revoked or expired; create a new one"
-            else:
-                g.identity = Identity(user.name, user.admin, by_token=True)
+        bearer = _bearer(text.strip())
+        if bearer is None:
+            g.refusal = "the API token is unknown, revoked or expired; create a new one"
+        else:
+            g.identity = Identity(bearer.user, bearer.admin, by_token=True)
         return
     user_id = session.get("user_id")
     if user_id is not None:
@@ -90,6 +91,24 @@ def identify() -> None:
                 g.identity = Identity(user.name, user.admin)
             else:
                 session.clear()  # the user was deleted: the cookie no longer means anyone
+
+
+def _bearer(text: str) -> Bearer | None:
+    """Who a token acts as: from the tokens this process saw at the current revisions, or from the store."""
+    tokens = state().tokens
+    current = revisions()
+    revision = revision_of(current) if current is not None else None
+    if revision is not None and (known := tokens.get(text, revision, now())) is not None:
+        return known
+    with transaction() as store:
+        current = revisions_in(store)
+        found = token_holder(store, text, now())
+    if found is None:
+        return None
+    bearer = Bearer(found[0].name, found[0].admin, found[1])
+    if current is not None and (revision := revision_of(current)) is not None:
+        tokens.keep(text, revision, bearer)
+    return bearer
 
 
 def protect() -> None:

@@ -5,7 +5,8 @@ predictions, containers, per-region components) and an index of the decision log
 and the CLI share; ``views`` gives the engine's ``Inventory`` and placement's ``Cluster`` of what is stored;
 ``accounts`` holds the hub's users, API tokens and audit log; ``federation`` the workers, region leases, host
 assignments and stop requests through which a master and its workers coordinate; ``configs`` the policy and site
-versions the master hands them.
+versions the master hands them; ``revisions`` a counter per table that every committed change moves on, for
+readers that cache.
 """
 
 from usm.manager.store.accounts import ApiToken, AuditEntry, User
@@ -53,12 +54,12 @@ from usm.manager.store.hosts import (
     NodeState,
     Region,
 )
+from usm.manager.store.revisions import REVISIONS
 
 __all__ = [
-    "ApiToken", "App", "AppService", "AuditEntry", "Base", "CloudHost", "ConfigKind", "ConfigVersion", "Container",
-    "ContainerState", "DecisionRecord", "Duplicate", "EdgeHost", "ElasticIp", "EventPrediction", "Host",
+    "REVISIONS", "ApiToken", "App", "AppService", "AuditEntry", "Base", "CloudHost", "ConfigKind", "ConfigVersion",
+    "Container", "ContainerState", "DecisionRecord", "Duplicate", "EdgeHost", "ElasticIp", "EventPrediction", "Host",
     "HostAssignment", "InUse", "Invalid", "LoadBalancer", "Node", "NodeAvailability", "NodeRole", "NodeState",
-    "NotFound", "NotMigrated", "Region", "RegionLease", "RegistrationServer", "Service", "ServiceKind",
-    "StopRequest", "StoreError", "User", "Worker", "WorkerState", "heartbeat", "index_log", "read_record",
-    "silent_workers",
+    "NotFound", "NotMigrated", "Region", "RegionLease", "RegistrationServer", "Service", "ServiceKind", "StopRequest",
+    "StoreError", "User", "Worker", "WorkerState", "heartbeat", "index_log", "read_record", "silent_workers",
 ]

@@ -170,7 +170,7 @@ def single_references(model: type[Base]) -> dict[str, tuple[str, Any, Any]]:
 
 def dump(row: Base, labels: Mapping[str, Mapping[Any, str]] | None = None) -> dict[str, Any]:
     """A stored row as the API shows it: its fields, other rows by their key, enums by value, times in ISO.
-    ``labels`` (from ``resources.preload``) gives the keys of referenced rows without loading them."""
+    ``labels`` (from ``paging.preload``) gives the keys of referenced rows without loading them."""
     model = type(row)
     result = {name: _plain(getattr(row, name)) for name in value_columns(model)}
     references = single_references(model) if labels else {}

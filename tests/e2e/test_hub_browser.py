@@ -111,7 +111,7 @@ def test_a_container_is_launched_where_the_map_is_clicked(page, hub):
     assert abs(latitude - ROME[0]) < 0.5 and abs(longitude - ROME[1]) < 0.5
     expect(page.locator("#pick-status")).to_contain_text("Place chosen")
     page.get_by_label("Service", exact=True).select_option("sock-shop-user")
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     expect(page.locator(".flash")).to_contain_text("Launched sock-shop-user")
     assert _containers(frankfurt.get_attribute("aria-label")) == before + 1  # the closest host with room
 

@@ -3,8 +3,6 @@ each migrated by the project's Alembic revisions."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from click.testing import CliRunner
 
@@ -30,11 +28,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'usm.db'}"
     else:
-        server = request.getfixturevalue("postgres")
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with server.connect() as connection:
-            connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-        url = server.url(name)
+        url = request.getfixturevalue("postgres").new_database()
     engine = open_engine(url)
     upgrade(engine)
     engine.dispose()

@@ -6,7 +6,6 @@ its policy version, and every step carried out by the one manager that held its 
 from __future__ import annotations
 
 import json
-import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,10 +94,7 @@ def postgres(tmp_path_factory):
 
 @pytest.fixture
 def store(postgres):
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with postgres.connect() as connection:
-        connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    engine = open_engine(postgres.url(name))
+    engine = open_engine(postgres.new_database())
     yield engine
     engine.dispose()
 

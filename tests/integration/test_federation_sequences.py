@@ -5,7 +5,6 @@ that fails (a host whose engine is gone) is reported and the sequence goes on.""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,10 +63,7 @@ def moto(tmp_path_factory):
 
 @pytest.fixture
 def store(postgres):
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with postgres.connect() as connection:
-        connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    engine = open_engine(postgres.url(name))
+    engine = open_engine(postgres.new_database())
     yield engine
     engine.dispose()
 

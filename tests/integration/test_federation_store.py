@@ -5,7 +5,6 @@ region from changing hands while its holder acts is checked on PostgreSQL with t
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,17 +52,10 @@ def prepared(url: str):
     return opened
 
 
-def postgres_url(server: Postgres) -> str:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with server.connect() as connection:
-        connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    return server.url(name)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'usm.db'}" if request.param == "sqlite" else \
-        postgres_url(request.getfixturevalue("postgres"))
+        request.getfixturevalue("postgres").new_database()
     opened = prepared(url)
     yield opened
     opened.dispose()
@@ -71,7 +63,7 @@ def engine(request, tmp_path):
 
 @pytest.fixture
 def pg_engine(postgres):
-    opened = prepared(postgres_url(postgres))
+    opened = prepared(postgres.new_database())
     yield opened
     opened.dispose()
 

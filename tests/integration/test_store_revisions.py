@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -31,13 +30,6 @@ def postgres(tmp_path_factory):
         yield server
 
 
-def postgres_url(server: Postgres) -> str:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with server.connect() as connection:
-        connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    return server.url(name)
-
-
 def prepared(url: str):
     """A migrated store with two services, two hosts and four containers."""
     opened = open_engine(url)
@@ -57,7 +49,7 @@ def prepared(url: str):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'usm.db'}" if request.param == "sqlite" else \
-        postgres_url(request.getfixturevalue("postgres"))
+        request.getfixturevalue("postgres").new_database()
     opened = prepared(url)
     yield opened
     opened.dispose()
@@ -65,7 +57,7 @@ def engine(request, tmp_path):
 
 @pytest.fixture
 def pg_engine(postgres):
-    opened = prepared(postgres_url(postgres))
+    opened = prepared(postgres.new_database())
     yield opened
     opened.dispose()
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 from . import Service, free_port, need
@@ -80,6 +81,13 @@ class Postgres(Service):
 
         return psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password,
                                dbname=database, autocommit=True, connect_timeout=5)
+
+    def new_database(self) -> str:
+        """The URL of a fresh, empty database of its own (for one test's store)."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with self.connect() as connection:
+            connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        return self.url(name)
 
     def start(self, ready=None, timeout: float = 30.0) -> Postgres:
         def answers() -> bool:

@@ -42,14 +42,15 @@ class RequestLocationsClient:
 
     With several monitors (one per region, say) they are asked side by side and their counts added up; if any
     cannot be read the whole call fails, since a partial picture would pull placements towards the regions that
-    happened to answer.
+    happened to answer. Each monitor has a connection pool of its own: the threads that ask them side by side
+    share no sockets, so a monitor that dies mid-call fails its own request only.
     """
 
     def __init__(self, urls: str | Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not self.urls:
             raise ValueError("give at least one request-location monitor URL")
-        self.client = httpx.Client(timeout=timeout)
+        self.clients = {url: httpx.Client(timeout=timeout) for url in dict.fromkeys(self.urls)}
 
     def locations(self, interval: float) -> RequestLocations:
         """The request locations of every service over the last ``interval`` seconds."""
@@ -62,10 +63,11 @@ class RequestLocationsClient:
 
     def window(self, url: str, interval: float) -> Mapping[str, Any]:
         """One monitor's answer for the window, checked."""
+        client = self.clients[url]
         try:
-            response = self.client.get(f"{url.rstrip('/')}/metrics", params={"interval": repr(float(interval))})
+            response = client.get(f"{url.rstrip('/')}/metrics", params={"interval": repr(float(interval))})
         except httpx.TimeoutException:
-            raise MonitorUnavailable(url, f"no answer within {self.client.timeout.read:g} s") from None
+            raise MonitorUnavailable(url, f"no answer within {client.timeout.read:g} s") from None
         except httpx.HTTPError as error:
             raise MonitorUnavailable(url, f"cannot be reached ({type(error).__name__}: {error})") from None
         if response.status_code != 200:
@@ -76,7 +78,8 @@ class RequestLocationsClient:
             raise MonitorUnavailable(url, f"answered something that is not a window of counts: {invalid}") from None
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients.values():
+            client.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,12 +1,13 @@
-"""Compiling a policy: rule conditions to polars, rule scopes and targets to CLIPS.
+"""Compiling a policy: rule scopes and targets to CLIPS.
 
-The compiled form has two halves that together are the policy's Rete network:
+A policy's Rete network has two halves:
 
-* the *alpha* half, one polars expression per rule, which tests the rule's condition on every
-  entity's term values at once (three-valued, like the spec);
-* the *beta* half, a CLIPS environment holding ``decide.clp`` and one defrule per policy rule,
-  which joins a true condition with the entity's identity (scope and target) into a ``match``
-  at the rule's precedence level, and then resolves winners and selects actions.
+* the *alpha* half tests each rule's condition on every entity's term values at once
+  (``expressions.holds``, three-valued like the spec), behind a pre-filter on the entity's
+  identity (``engine.applies``); it needs no compiling beyond the parsed condition;
+* the *beta* half, compiled here, is a CLIPS environment holding ``decide.clp`` and one defrule
+  per policy rule, which joins a true condition with the entity's identity (scope and target)
+  into a ``match`` at the rule's precedence level, and then resolves winners and selects actions.
 
 Compiling is pure and has no side effect outside the returned object; a policy that fails
 to compile leaves nothing behind.
@@ -21,9 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import clips
-import polars as pl
 
-from usm.engine.expressions import to_polars
 from usm.engine.policy import Policy, Rule, Scope
 from usm.engine.terms import Term
 
@@ -32,8 +31,6 @@ from usm.engine.terms import Term
 class CompiledPolicy:
     policy: Policy
     terms: tuple[Term, ...]
-    host_alpha: tuple[tuple[int, pl.Expr], ...]  # (rule index, condition) of host rules
-    container_alpha: tuple[tuple[int, pl.Expr], ...]
     clips_rules: tuple[str, ...]  # one generated defrule per policy rule
 
     @property
@@ -92,27 +89,10 @@ class QuietEnvironment(clips.Environment):
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
     terms = tuple(sorted(policy.terms, key=lambda t: t.key))
-    host_alpha = tuple((i, applies(r) & to_polars(r.when)) for i, r in enumerate(policy.rules)
-                       if r.scope is Scope.HOST)
-    container_alpha = tuple((i, applies(r) & to_polars(r.when)) for i, r in enumerate(policy.rules)
-                            if r.scope is not Scope.HOST)
     rules = tuple(clips_rule(i, r) for i, r in enumerate(policy.rules))
-    compiled = CompiledPolicy(policy, terms, host_alpha, container_alpha, rules)
+    compiled = CompiledPolicy(policy, terms, rules)
     compiled.environment()  # build once now: a policy that CLIPS rejects fails here, not mid-cycle
     return compiled
-
-
-def applies(rule: Rule) -> pl.Expr:
-    """A cheap pre-filter on the entity's identity, so that CLIPS only hears of entities the rule
-    can judge. The generated defrule checks scope and target again and stays the authority."""
-    if rule.targets is None:
-        return pl.lit(True)
-    targets = list(rule.targets)
-    if rule.scope in (Scope.HOST, Scope.CONTAINER):
-        return pl.col("entity").is_in(targets)
-    if rule.scope is Scope.SERVICE:
-        return pl.col("service").is_in(targets)
-    return pl.any_horizontal(pl.col("apps").list.contains(pl.lit(t, dtype=pl.String)) for t in targets)
 
 
 def clips_string(text: str) -> str:

@@ -3,17 +3,21 @@
 ``Engine`` holds a compiled policy and the state that carries across cycles (streaks and
 cooldowns). ``Engine.cycle(at, inventory, terms)`` judges every host and container once:
 
-1. *alpha* (polars): every rule condition on every entity's term values, set-wise;
-2. *judge* (CLIPS): scope and target joins, then the winner per entity (§3);
-3. *streaks* (polars): consecutive identical decisions, and the action candidates (§4);
+1. *alpha* (numpy): every rule condition on every entity's term values, set-wise;
+2. *judge* (CLIPS): scope and target joins, then the winner per entity (§3); only the entities
+   whose true conditions changed since the last cycle are told;
+3. *streaks* (numpy): consecutive identical decisions, and the action candidates (§4);
 4. *select* (CLIPS): bounds, cooldowns, at most one action per service or host (§4).
 
-Nothing here reads the clock or does I/O: ``at`` and the term values come from the caller.
+Per-entity results are arrays in the order of ``Entities`` (hosts, then containers), built once
+per inventory; the frames a ``Cycle`` offers are built from them only when read. Nothing here
+reads the clock or does I/O: ``at`` and the term values come from the caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -21,17 +25,19 @@ import numpy as np
 import polars as pl
 
 from usm.engine.compiler import CompiledPolicy, compile_policy
-from usm.engine.expressions import evaluate
+from usm.engine.expressions import evaluate, holds
 from usm.engine.expressions import terms as terms_of
 from usm.engine.inventory import Inventory
 from usm.engine.memory import WorkingMemory
-from usm.engine.policy import Decision, Policy, Rule, container_level, host_level
+from usm.engine.policy import Decision, Policy, Rule, Scope, container_level, host_level
 from usm.engine.results import (
+    DECISIONS,
     EVALUATION_SCHEMA,
     Action,
     EngineState,
     Explanation,
     RuleVerdict,
+    StreakTable,
     Suppression,
 )
 from usm.engine.simulated import apply_simulated_metrics
@@ -57,18 +63,99 @@ def entity_frame(inventory: Inventory) -> pl.DataFrame:
     return pl.concat([hosts.select(columns), containers.select(columns)])
 
 
-@dataclass(frozen=True)
-class Cycle:
-    """The outcome of one cycle at time ``at``."""
+class Entities:
+    """The hosts then the containers of one inventory, as the engine judges them: names, identities, and
+    which rules' scope and target cover which entity. Built once per inventory object."""
 
-    at: float
-    evaluations: pl.DataFrame  # entity, kind, service, decision, rule, level, streak, candidate
-    matches: pl.DataFrame  # entity, rule, level, priority, decision, winner: every rule that matched
-    actions: tuple[Action, ...]
-    suppressed: tuple[Suppression, ...]
-    state: EngineState
-    facts: pl.DataFrame  # the entities with the term values they were judged on
-    policy: Policy
+    def __init__(self, inventory: Inventory, rules: tuple[Rule, ...]) -> None:
+        apps_of = inventory.apps_of_service
+        self.inventory = inventory
+        self.names = [h.name for h in inventory.hosts] + [c.name for c in inventory.containers]
+        self.index = {name: row for row, name in enumerate(self.names)}
+        self.hosts = len(inventory.hosts)
+        self.is_host = np.arange(len(self.names)) < self.hosts
+        self.services: list[str | None] = [None] * self.hosts + [c.service for c in inventory.containers]
+        self.apps: list[tuple[str, ...]] = [()] * self.hosts + [apps_of.get(c.service, ())
+                                                                 for c in inventory.containers]
+        self.applies = np.column_stack([applies(rule, self) for rule in rules]) if rules else \
+            np.zeros((len(self.names), 0), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def kind(self, row: int) -> str:
+        return "host" if row < self.hosts else "container"
+
+    def identity(self, row: int) -> tuple[str, str | None, list[str]]:
+        """(kind, service, apps) of the entity at ``row``, as the ``judged`` fact holds them."""
+        return self.kind(row), self.services[row], list(self.apps[row])
+
+    @cached_property
+    def frame(self) -> pl.DataFrame:
+        return entity_frame(self.inventory)
+
+    @cached_property
+    def service_codes(self) -> tuple[dict[str, int], np.ndarray]:
+        """Service name -> code, and each entity's service code (-1 for hosts)."""
+        codes: dict[str, int] = {}
+        column = np.array([-1 if s is None else codes.setdefault(s, len(codes)) for s in self.services],
+                          dtype=np.int64)
+        return codes, column
+
+
+def applies(rule: Rule, entities: Entities) -> np.ndarray:
+    """Which entities the rule's scope and target cover: a cheap pre-filter on identity, so that CLIPS only
+    hears of entities the rule can judge (the generated defrule checks scope and target again and stays the
+    authority)."""
+    containers = ~entities.is_host
+    if rule.scope is Scope.HOST:
+        if rule.targets is None:
+            return entities.is_host.copy()
+        return entities.is_host & np.isin(np.array(entities.names, dtype=object), list(rule.targets))
+    if rule.targets is None:
+        return containers
+    targets = set(rule.targets)
+    if rule.scope is Scope.CONTAINER:
+        chosen = [name in targets for name in entities.names]
+    elif rule.scope is Scope.SERVICE:
+        chosen = [service in targets for service in entities.services]
+    else:
+        chosen = [not targets.isdisjoint(apps) for apps in entities.apps]
+    return containers & np.array(chosen, dtype=bool)
+
+
+class Cycle:
+    """The outcome of one cycle at time ``at``. The frames (``evaluations``, ``matches``, ``facts``) are built
+    when first read: a simulator that reads only the actions never pays for them."""
+
+    def __init__(self, at: float, actions: tuple[Action, ...], suppressed: _Suppressed, state: EngineState,
+                 policy: Policy, judgement: _Judgement) -> None:
+        self.at = at
+        self.actions = actions
+        self.state = state
+        self.policy = policy
+        self._suppressed = suppressed
+        self._judgement = judgement
+
+    @cached_property
+    def suppressed(self) -> tuple[Suppression, ...]:
+        """The candidates that bounds or a cooldown kept from acting, by target and entity."""
+        return self._suppressed.each()
+
+    @cached_property
+    def evaluations(self) -> pl.DataFrame:
+        """entity, kind, service, decision, rule, level, streak, candidate: one row per entity."""
+        return self._judgement.evaluations(self.policy)
+
+    @cached_property
+    def matches(self) -> pl.DataFrame:
+        """entity, rule, level, priority, decision, winner: every rule that matched."""
+        return self._judgement.matches(self.policy)
+
+    @cached_property
+    def facts(self) -> pl.DataFrame:
+        """The entities with the term values they were judged on."""
+        return self._judgement.facts()
 
     @property
     def matched_rules(self) -> frozenset[str]:
@@ -113,6 +200,49 @@ def _level(rule: Rule, facts: dict[str, Any]) -> int | None:
     return container_level(rule.scope, rule.targets, facts["entity"], facts["service"], tuple(facts["apps"]))
 
 
+@dataclass(frozen=True)
+class _Judgement:
+    """What one cycle concluded per entity, in the entities' order, with what the frames of ``Cycle`` are
+    built from."""
+
+    entities: Entities
+    terms: pl.DataFrame
+    keys: tuple[str, ...]
+    rules: np.ndarray  # each entity's winning rule index, -1 for none
+    levels: np.ndarray
+    decisions: np.ndarray  # decision codes (DECISIONS)
+    streaks: np.ndarray
+    candidates: np.ndarray  # bool
+    matched: dict[str, dict[int, int]]  # entity -> {rule index: level}, as CLIPS derived them
+    winners: dict[str, tuple[int, int]]
+
+    def evaluations(self, policy: Policy) -> pl.DataFrame:
+        names = [r.name for r in policy.rules]
+        won = self.rules >= 0
+        return pl.DataFrame({
+            "entity": self.entities.names,
+            "kind": [self.entities.kind(row) for row in range(len(self.entities))],
+            "service": self.entities.services,
+            "decision": [DECISIONS[code].value for code in self.decisions.tolist()],
+            "rule": [names[r] if r >= 0 else None for r in self.rules.tolist()],
+            "level": pl.Series(self.levels, dtype=pl.Int32).set(pl.Series(~won), None),
+            "streak": self.streaks,
+            "candidate": self.candidates,
+        }, schema={**EVALUATION_SCHEMA, "candidate": pl.Boolean})
+
+    def matches(self, policy: Policy) -> pl.DataFrame:
+        rules = policy.rules
+        rows = [(e, rules[r].name, level, rules[r].priority, rules[r].then.value,
+                 self.winners.get(e, (None, None))[0] == r)
+                for e, found in self.matched.items() for r, level in found.items()]
+        return pl.DataFrame(rows, schema={"entity": pl.String, "rule": pl.String, "level": pl.Int32,
+                                          "priority": pl.Int64, "decision": pl.String, "winner": pl.Boolean},
+                            orient="row").sort("entity", "level", "rule")
+
+    def facts(self) -> pl.DataFrame:
+        return _facts(self.keys, self.entities.frame, self.terms)
+
+
 class Engine:
     """A compiled policy, its CLIPS working memory, and the state that carries from cycle to
     cycle. Not thread-safe: give each thread or process its own."""
@@ -122,19 +252,15 @@ class Engine:
         self.state = state or EngineState()
 
     def _install(self, compiled: CompiledPolicy) -> None:
-        memory = WorkingMemory(compiled)
-        self._compiled, self._memory = compiled, memory
-        self._alpha: _Alpha | None = None  # the last cycle's, with the inventory it judged
-        self._judged: Inventory | None = None
-        self._entities: tuple[Inventory | None, pl.DataFrame | None] = (None, None)
-
-    def _entity_frame(self, inventory: Inventory) -> pl.DataFrame:
-        """``entity_frame(inventory)``, remembered while the caller passes the same inventory."""
-        known, frame = self._entities
-        if known is not inventory or frame is None:
-            frame = entity_frame(inventory)
-            self._entities = (inventory, frame)
-        return frame
+        rules = compiled.policy.rules
+        self._compiled, self._memory = compiled, WorkingMemory(compiled)
+        self._keys = tuple(t.key for t in compiled.terms)
+        self._rule_decisions = np.array([DECISIONS.index(r.then) for r in rules] + [0], dtype=np.int8)
+        self._thresholds = np.array([0] + [compiled.policy.settings.streak_for(d) for d in DECISIONS[1:]],
+                                    dtype=np.int64)
+        self._alpha: _Alpha | None = None  # the last cycle's, as CLIPS knows it
+        self._entities: Entities | None = None
+        self._rows: tuple[Entities | None, pl.Series | None, np.ndarray] = (None, None, np.zeros(0, np.int64))
 
     @property
     def policy(self) -> Policy:
@@ -157,27 +283,54 @@ class Engine:
         """Judge every host and container of ``inventory`` at time ``at`` on ``terms`` (a frame
         with an ``entity`` column and one column per term key, as the history returns it)."""
         at = float(at)
-        compiled, memory = self._compiled, self._memory
-        policy = compiled.policy
-        facts = _facts(compiled, self._entity_frame(inventory), terms)
-        alpha = _alpha(compiled, facts)
-        changed, removed = _changes(self._alpha, alpha, same_entities=inventory is self._judged)
+        policy, memory = self._compiled.policy, self._memory
+        entities = self._entities_of(inventory)
+        alpha = _alpha(policy.rules, entities, self._term_values(entities, terms))
+        changed, removed = _changes(self._alpha, alpha)
         memory.judge(changed, removed)
-        self._alpha, self._judged = alpha, inventory
-        matches, winners = _results(policy, memory)
-        evaluations = _streaks(policy, facts, winners, self.state)
-        actions, suppressed = _select(policy, memory, at, inventory, evaluations, self.state)
-        self.state = _next_state(policy, at, evaluations, actions, self.state)
-        return Cycle(at, evaluations, matches, actions, suppressed, self.state, facts, policy)
+        self._alpha = alpha
+        rules, levels = _winners(entities, memory.winners)
+        decisions = self._rule_decisions[rules]  # rule -1 reads the none appended at the end
+        streaks = _streaks(entities.names, decisions, self.state.table)
+        candidates = (decisions != 0) & (streaks >= self._thresholds[decisions])
+        judgement = _Judgement(entities, terms, self._keys, rules, levels, decisions, streaks, candidates,
+                               dict(memory.matches), dict(memory.winners))
+        actions, suppressed = _select(policy, memory, at, judgement, self.state)
+        self.state = _next_state(policy, at, judgement, actions, self.state)
+        return Cycle(at, actions, suppressed, self.state, policy, judgement)
+
+    def _entities_of(self, inventory: Inventory) -> Entities:
+        if self._entities is None or self._entities.inventory is not inventory:
+            self._entities = Entities(inventory, self._compiled.policy.rules)
+        return self._entities
+
+    def _term_values(self, entities: Entities, terms: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Each term key's values in the entities' order (NaN where missing: no row, a null, or a NaN)."""
+        present = [k for k in self._keys if k in terms.columns] if "entity" in terms.columns else []
+        missing = np.full(len(entities), np.nan)
+        if not present:
+            return dict.fromkeys(self._keys, missing)
+        table = terms.select(pl.col(k).cast(pl.Float64) for k in present).to_numpy()
+        table = np.vstack([table, np.full((1, len(present)), np.nan)])  # the row of entities without terms
+        rows = table[self._rows_of(entities, terms.get_column("entity"))]
+        values = dict.fromkeys(self._keys, missing)
+        values.update((k, rows[:, j]) for j, k in enumerate(present))
+        return values
+
+    def _rows_of(self, entities: Entities, named: pl.Series) -> np.ndarray:
+        """The row of ``named`` (the terms' entity column) that holds each entity, ``len(named)`` for none;
+        remembered while the inventory and the terms' entities stay the same (most cycles)."""
+        known, last, rows = self._rows
+        if known is entities and last is not None and last.equals(named):
+            return rows
+        at = {name: row for row, name in enumerate(named.to_list())}
+        none = len(at)
+        rows = np.array([at.get(name, none) for name in entities.names], dtype=np.int64)
+        self._rows = (entities, named, rows)
+        return rows
 
 
-_ALPHA_SCHEMA = {"entity": pl.String, "kind": pl.String, "service": pl.String, "apps": pl.List(pl.String),
-                 "key": pl.Binary, "any": pl.Boolean}
-_EMPTY_ALPHA = pl.DataFrame(schema=_ALPHA_SCHEMA)
-
-
-def _facts(compiled: CompiledPolicy, entities: pl.DataFrame, terms: pl.DataFrame) -> pl.DataFrame:
-    keys = [t.key for t in compiled.terms]
+def _facts(keys: tuple[str, ...], entities: pl.DataFrame, terms: pl.DataFrame) -> pl.DataFrame:
     present = [k for k in keys if k in terms.columns]
     values = terms.select(["entity", *present]) if "entity" in terms.columns else pl.DataFrame(
         schema={"entity": pl.String})
@@ -189,117 +342,109 @@ def _facts(compiled: CompiledPolicy, entities: pl.DataFrame, terms: pl.DataFrame
 
 @dataclass(frozen=True)
 class _Alpha:
-    """Which rule conditions hold for which entity: a boolean matrix (entities x rules of the
-    policy's alpha columns), and a frame with each entity's identity and a packed ``key`` of its
-    row, by which cycles compare cheaply."""
+    """Which rule conditions hold for which entity: a boolean matrix (entities x rules)."""
 
-    frame: pl.DataFrame
+    entities: Entities
     matrix: np.ndarray
-    rules: np.ndarray  # the rule index of each matrix column
-    keys: list[bytes]  # each row packed (the frame's ``key`` column)
 
-    def matched(self, row: int) -> list[int]:
-        return sorted(self.rules[np.flatnonzero(self.matrix[row])].tolist())
+    @cached_property
+    def any(self) -> np.ndarray:
+        return self.matrix.any(axis=1)
 
-
-def _alpha(compiled: CompiledPolicy, facts: pl.DataFrame) -> _Alpha:
-    """Every rule condition (with its scope and target pre-filter) on every entity, set-wise."""
-    is_host = pl.col("kind") == "host"
-    columns = [(is_host & cond).fill_null(False) for _, cond in compiled.host_alpha] + \
-              [(~is_host & cond).fill_null(False) for _, cond in compiled.container_alpha]
-    rules = np.array([i for i, _ in compiled.host_alpha] + [i for i, _ in compiled.container_alpha], dtype=np.int64)
-    if columns:
-        matrix = facts.select(c.alias(f"r{k}") for k, c in enumerate(columns)).to_numpy().astype(bool, copy=False)
-    else:
-        matrix = np.zeros((facts.height, 0), dtype=bool)
-    keys = [row.tobytes() for row in np.packbits(matrix, axis=1)]
-    frame = facts.select("entity", "kind", "service", "apps").with_columns(
-        key=pl.Series(keys, dtype=pl.Binary), any=pl.Series(matrix.any(axis=1), dtype=pl.Boolean))
-    return _Alpha(frame, matrix, rules, keys)
+    def row(self, row: int) -> tuple[str, str, str | None, list[str], list[int]]:
+        """The judge row of an entity: name, kind, service, apps and the rules whose condition holds."""
+        return (self.entities.names[row], *self.entities.identity(row), np.flatnonzero(self.matrix[row]).tolist())
 
 
-def _changes(previous: _Alpha | None, now: _Alpha, same_entities: bool) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """The entities whose identity or true conditions differ from ``previous`` (new ones included;
-    those that matched nothing, then and now, left out) as judge rows, and the entities gone.
-    ``same_entities``: the same inventory as last time, so the same rows in the same order: the
-    packed keys are then compared row by row, without a join (most cycles)."""
-    if previous is not None and same_entities:
-        was_any = previous.matrix.any(axis=1)
-        now_any = now.matrix.any(axis=1)
-        rows = [i for i, (key, old) in enumerate(zip(now.keys, previous.keys, strict=True))
-                if key != old and (now_any[i] or was_any[i])]
-        if not rows:
-            return [], []
-        picked = now.frame[rows].select("entity", "kind", "service", "apps").iter_rows()
-        return [(*identity, now.matched(row)) for row, identity in zip(rows, picked, strict=True)], []
-    before = _EMPTY_ALPHA if previous is None else previous.frame
-    joined = now.frame.with_row_index("row").join(before, on="entity", how="left", suffix="_before")
-    differs = pl.lit(False)
-    for column in ("kind", "service", "apps", "key"):
-        differs = differs | pl.col(column).ne_missing(pl.col(f"{column}_before"))
-    relevant = pl.col("any") | pl.col("any_before").fill_null(False)
-    changed = [(entity, kind, service, apps, now.matched(row)) for row, entity, kind, service, apps in
-               joined.filter(differs & relevant).select("row", "entity", "kind", "service", "apps").iter_rows()]
-    removed = before.join(now.frame, on="entity", how="anti")["entity"].to_list()
-    return changed, removed
+def _alpha(rules: tuple[Rule, ...], entities: Entities, values: dict[str, np.ndarray]) -> _Alpha:
+    """Every rule condition (behind its scope and target pre-filter) on every entity, set-wise."""
+    matrix = entities.applies.copy()
+    for k, rule in enumerate(rules):
+        if matrix[:, k].any():
+            matrix[:, k] &= holds(rule.when, values.__getitem__, len(entities))
+    return _Alpha(entities, matrix)
 
 
-def _results(policy: Policy, memory: WorkingMemory) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The matches and winners CLIPS derived, as frames."""
-    rules = policy.rules
-    winner_rows = [(e, rules[r].name, level, rules[r].then.value) for e, (r, level) in memory.winners.items()]
-    winners = pl.DataFrame(winner_rows, schema={"entity": pl.String, "rule": pl.String, "level": pl.Int32,
-                                                "decision": pl.String}, orient="row")
-    match_rows = [(e, rules[r].name, level, rules[r].priority, rules[r].then.value,
-                   memory.winners.get(e, (None, None))[0] == r)
-                  for e, found in memory.matches.items() for r, level in found.items()]
-    matches = pl.DataFrame(match_rows, schema={"entity": pl.String, "rule": pl.String, "level": pl.Int32,
-                                               "priority": pl.Int64, "decision": pl.String, "winner": pl.Boolean},
-                           orient="row").sort("entity", "level", "rule")
-    return matches, winners
+def _changes(previous: _Alpha | None, now: _Alpha) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The entities whose identity or true conditions differ from ``previous`` (new ones included; those that
+    matched nothing, then and now, left out) as judge rows, and the entities gone. With the same entities as
+    last time (most cycles), rows are compared in place."""
+    if previous is None:
+        return [now.row(row) for row in np.flatnonzero(now.any).tolist()], []
+    if previous.entities is now.entities:
+        differs = (now.matrix != previous.matrix).any(axis=1) & (now.any | previous.any)
+        return [now.row(row) for row in np.flatnonzero(differs).tolist()], []
+    before, entities = previous.entities, now.entities
+    old = np.array([before.index.get(name, -1) for name in entities.names], dtype=np.int64)
+    was = np.vstack([previous.matrix, np.zeros((1, previous.matrix.shape[1]), dtype=bool)])[old]  # -1: none
+    was_any = np.append(previous.any, False)[old]
+    differs = (now.matrix != was).any(axis=1) | (old < 0)
+    kept = np.flatnonzero(~differs & (now.any | was_any)).tolist()
+    differs[kept] = [before.identity(int(old[row])) != entities.identity(row) for row in kept]
+    removed = [name for name in before.names if name not in entities.index]
+    return [now.row(row) for row in np.flatnonzero(differs & (now.any | was_any)).tolist()], removed
 
 
-def _streaks(policy: Policy, facts: pl.DataFrame, winners: pl.DataFrame, state: EngineState) -> pl.DataFrame:
-    thresholds = {d.value: policy.settings.streak_for(d) for d in Decision if d is not Decision.NONE}
-    previous = state.streaks.rename({"decision": "previous", "streak": "previous_streak"})
-    return (
-        facts.lazy().select("entity", "kind", "service")
-        .join(winners.lazy(), on="entity", how="left", maintain_order="left")
-        .with_columns(pl.col("decision").fill_null(Decision.NONE.value))
-        .join(previous.lazy(), on="entity", how="left", maintain_order="left")
-        .with_columns(
-            streak=pl.when(pl.col("previous") == pl.col("decision"))
-            .then(pl.col("previous_streak") + 1).otherwise(1).cast(pl.Int64))
-        .with_columns(
-            candidate=(pl.col("decision") != Decision.NONE.value)
-            & (pl.col("streak") >= pl.col("decision").replace_strict(thresholds, default=None, return_dtype=pl.Int64))
-            .fill_null(False))
-        .select(*EVALUATION_SCHEMA, "candidate")
-        .collect()
-    )
+def _winners(entities: Entities, winners: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each entity's winning rule index (-1: none) and its level."""
+    rules = np.full(len(entities), -1, dtype=np.int64)
+    levels = np.zeros(len(entities), dtype=np.int32)
+    for entity, (rule, level) in winners.items():
+        row = entities.index[entity]
+        rules[row], levels[row] = rule, level
+    return rules, levels
 
 
-def _select(policy: Policy, memory: WorkingMemory, at: float, inventory: Inventory, evaluations: pl.DataFrame,
-            state: EngineState) -> tuple[tuple[Action, ...], tuple[Suppression, ...]]:
+def _streaks(names: list[str], decisions: np.ndarray, previous: StreakTable) -> np.ndarray:
+    """Consecutive cycles with the same decision, counting this one (§4)."""
+    if previous.entities is names:
+        before, count = previous.decisions, previous.streaks
+    else:  # another inventory: find each entity's previous row by name (-1 at the end stands for none)
+        at = {name: row for row, name in enumerate(previous.entities)}
+        rows = np.array([at.get(name, -1) for name in names], dtype=np.int64)
+        before = np.append(previous.decisions, -1)[rows]
+        count = np.append(previous.streaks, 0)[rows]
+    return np.where(decisions == before, count + 1, 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Suppressed:
+    """Phase 2's suppressions by group, made into one ``Suppression`` per candidate only when read."""
+
+    at: float
+    reasons: dict[str, str]  # each suppressed group's best candidate -> why
+    members: dict[str, list[str]]  # each group's best -> the whole group
+    rows: dict[str, tuple[str | None, Decision, str, str]]  # candidate -> (container, decision, target, rule)
+
+    def each(self) -> tuple[Suppression, ...]:
+        rows = self.rows
+        suppressed = [Suppression(self.at, rows[e][1], rows[e][2], e, rows[e][3], reason)
+                      for best, reason in self.reasons.items() for e in self.members[best]]
+        return tuple(sorted(suppressed, key=lambda x: (x.target, x.entity)))
+
+
+def _select(policy: Policy, memory: WorkingMemory, at: float, judgement: _Judgement,
+            state: EngineState) -> tuple[tuple[Action, ...], _Suppressed]:
     """Phase 2. Bounds and cooldowns concern a (kind, target, decision) group as a whole, and within a group the
     best candidate is the one of highest priority, then first by name: so CLIPS receives only each group's best
     candidate (beside the other groups of its target it competes with), and its verdict on the group's best holds
     for the whole group. This keeps the working memory at a few facts per service however many replicas it has."""
-    priority = {r.name: r.priority for r in policy.rules}
+    entities, rules = judgement.entities, policy.rules
     rows: dict[str, tuple[str | None, Decision, str, str]] = {}  # entity -> (container, decision, target, rule)
     groups: dict[tuple[str, str, Decision], list[tuple[int, str]]] = {}  # (kind, target, decision) -> members
-    for entity, kind, service, decision_name, rule in evaluations.filter(pl.col("candidate")).select(
-            "entity", "kind", "service", "decision", "rule").iter_rows():
-        decision = Decision(decision_name)
-        target = service if kind == "container" else entity
-        groups.setdefault((kind, target, decision), []).append((-priority[rule], entity))
-        rows[entity] = (entity if kind == "container" else None, decision, target, rule)
+    for row in np.flatnonzero(judgement.candidates).tolist():
+        entity, kind, rule = entities.names[row], entities.kind(row), rules[judgement.rules[row]]
+        decision = DECISIONS[judgement.decisions[row]]
+        target = entities.services[row] if kind == "container" else entity
+        groups.setdefault((kind, target, decision), []).append((-rule.priority, entity))
+        rows[entity] = (entity if kind == "container" else None, decision, target, rule.name)
     candidates: dict[str, tuple[Any, ...]] = {}
     members: dict[str, list[str]] = {}  # each group's best -> the whole group
     for (kind, target, decision), group in groups.items():
         negated_priority, best = min(group)
         candidates[best] = (kind, target, decision.value, DECISION_RANK[decision], -negated_priority)
         members[best] = [entity for _, entity in group]
+    inventory = entities.inventory
     bounds = {}
     for kind, name, _ in groups:
         if kind == "container":
@@ -308,32 +453,31 @@ def _select(policy: Policy, memory: WorkingMemory, at: float, inventory: Invento
     selection = memory.select(at, candidates, bounds, dict(state.cooldowns))
     actions = []
     for entity in selection.actions:
-        container, decision, target, rule = rows[entity]
-        actions.append(Action(at, decision, target, rule, container))
-    suppressed = [Suppression(at, rows[e][1], rows[e][2], e, rows[e][3], reason)
-                  for best, reason in selection.suppressed.items() for e in members[best]]
+        container, decision, target, rule_name = rows[entity]
+        actions.append(Action(at, decision, target, rule_name, container))
     actions.sort(key=lambda a: (a.container is None, a.target))
-    suppressed.sort(key=lambda x: (x.target, x.entity))
-    return tuple(actions), tuple(suppressed)
+    return tuple(actions), _Suppressed(at, dict(selection.suppressed), members, rows)
 
 
-def _next_state(policy: Policy, at: float, evaluations: pl.DataFrame, actions: tuple[Action, ...],
+def _next_state(policy: Policy, at: float, judgement: _Judgement, actions: tuple[Action, ...],
                 state: EngineState) -> EngineState:
     """Streaks restart after an action (§4): every container of the service, or the host.
     A restarted streak is stored as 0, so that the next cycle counts 1 whatever it decides."""
-    services = [a.target for a in actions if a.container is not None]
-    hosts = [a.target for a in actions if a.container is None]
-    restart = (pl.col("service").is_in(services) & (pl.col("kind") == "container")) | \
-              (pl.col("entity").is_in(hosts) & (pl.col("kind") == "host"))
-    streaks = evaluations.select(
-        "entity", "decision", streak=pl.when(restart).then(0).otherwise(pl.col("streak")).cast(pl.Int64))
+    entities, streaks = judgement.entities, judgement.streaks
+    if actions:
+        codes, service_of = entities.service_codes
+        services = [codes[a.target] for a in actions if a.container is not None and a.target in codes]
+        hosts = [entities.index[a.target] for a in actions if a.container is None and a.target in entities.index]
+        restart = np.isin(service_of, services) & ~entities.is_host
+        restart[[h for h in hosts if entities.is_host[h]]] = True
+        streaks = np.where(restart, 0, streaks)
     cooldowns = {k: until for k, until in state.cooldowns.items() if until > at}
     for action in actions:
         seconds = policy.settings.cooldown_for(action.action)
         if seconds > 0:
             kind = "host" if action.container is None else "container"
             cooldowns[(kind, action.target, action.action.value)] = at + seconds
-    return replace(state, streaks=streaks, cooldowns=MappingProxyType(cooldowns))
+    return EngineState(StreakTable(entities.names, judgement.decisions, streaks), MappingProxyType(cooldowns))
 
 
 __all__ = ["Cycle", "Engine", "entity_frame"]

@@ -1,10 +1,9 @@
 """The expression language of rule conditions (policy-spec §2 and §7.5).
 
 ``parse`` turns the text of a ``when`` into a small tree; ``evaluate`` judges the tree on one
-entity's term values with three-valued logic (``None`` is *unknown*); ``to_polars`` turns the
-same tree into a polars expression that judges every entity at once. Polars' boolean
-operators follow Kleene logic, which is exactly the spec's: ``null & false`` is false,
-``null | true`` is true and ``~null`` is null.
+entity's term values with three-valued logic (``None`` is *unknown*); ``holds`` judges every
+entity at once on numpy columns (NaN is *unknown*), with the same Kleene logic as the spec:
+``unknown and false`` is false, ``unknown or true`` is true and ``not unknown`` is unknown.
 
 Grammar, loosest first::
 
@@ -22,7 +21,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
-import polars as pl
+import numpy as np
 
 from usm.engine.terms import Func, Term
 
@@ -361,25 +360,35 @@ def _value(operand: Operand, values: Mapping[str, float | None]) -> float | None
     return operand
 
 
-def to_polars(node: Node) -> pl.Expr:
-    """The same judgement as :func:`evaluate`, for every row of a frame of term columns."""
+def holds(node: Node, column: Callable[[str], np.ndarray], rows: int) -> np.ndarray:
+    """The rows where the tree is true (unknown counts as not true), judging every row of term
+    columns at once: ``column(key)`` gives a term's values as floats, NaN where it is missing."""
+    return truth(node, column, rows)[0]
+
+
+def truth(node: Node, column: Callable[[str], np.ndarray], rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(true, false) masks of the tree over ``rows`` rows of term columns; a row in neither is unknown."""
     if isinstance(node, Literal):
-        return pl.lit(node.value, dtype=pl.Boolean)
+        return np.full(rows, node.value), np.full(rows, not node.value)
     if isinstance(node, Compare):
-        return COMPARISONS[node.op](_column(node.left), _column(node.right))
+        left, right = _operand(node.left, column, rows), _operand(node.right, column, rows)
+        known = ~(np.isnan(left) | np.isnan(right))
+        result = COMPARISONS[node.op](left, right)
+        return known & result, known & ~result
     if isinstance(node, Not):
-        return ~to_polars(node.operand)
-    combine = operator.or_ if isinstance(node, Or) else operator.and_
-    expr = to_polars(node.operands[0])
-    for operand in node.operands[1:]:
-        expr = combine(expr, to_polars(operand))
-    return expr
+        true, false = truth(node.operand, column, rows)
+        return false, true
+    parts = [truth(x, column, rows) for x in node.operands]
+    trues, falses = np.array([t for t, _ in parts]), np.array([f for _, f in parts])
+    if isinstance(node, Or):
+        return trues.any(axis=0), falses.all(axis=0)
+    return trues.all(axis=0), falses.any(axis=0)
 
 
-def _column(operand: Operand) -> pl.Expr:
+def _operand(operand: Operand, column: Callable[[str], np.ndarray], rows: int) -> np.ndarray:
     if isinstance(operand, Term):
-        return pl.col(operand.key)
-    return pl.lit(operand, dtype=pl.Float64)
+        return column(operand.key)
+    return np.full(rows, operand, dtype=np.float64)
 
 
 def render(node: Node) -> str:
@@ -396,5 +405,5 @@ def render(node: Node) -> str:
 
 __all__ = [
     "BUILTIN_FIELDS", "And", "Compare", "ExpressionError", "Literal", "Node", "Not", "Or",
-    "evaluate", "parse", "parse_duration", "parse_number", "render", "terms", "to_polars",
+    "evaluate", "holds", "parse", "parse_duration", "parse_number", "render", "terms", "truth",
 ]

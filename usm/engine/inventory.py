@@ -49,7 +49,8 @@ class Inventory:
         """Every service named by the inventory; one a container names but nobody declared gets defaults."""
         known = {s.name: s for s in self.services}
         for c in self.containers:
-            known.setdefault(c.service, Service(c.service))
+            if c.service not in known:  # (not setdefault: that would make a Service per container)
+                known[c.service] = Service(c.service)
         return known
 
     @cached_property

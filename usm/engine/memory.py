@@ -43,6 +43,7 @@ class WorkingMemory:
         self._bounds: dict[str, tuple[Any, Any]] = {}
         self._cooling: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._clock: Any = None
+        self._in_force: frozenset[tuple[str, str, str]] = frozenset()  # the cooldowns in force at the last run
         self.matches: dict[str, dict[int, int]] = {}  # entity -> {rule index: level}
         self.winners: dict[str, tuple[int, int]] = {}  # entity -> (rule index, level)
         self._selection = Selection()
@@ -93,15 +94,23 @@ class WorkingMemory:
                cooling: dict[tuple[str, str, str], float]) -> Selection:
         """Bring candidates, bounds, cooldowns and the clock up to date, run, and return the
         conclusions. ``candidates``: entity -> (kind, target, decision, rank, priority);
-        ``bounds``: service -> (replicas, min, max); ``cooling``: (kind, target, decision) -> until."""
-        self._sync(self._candidates, candidates, "candidate",
+        ``bounds``: service -> (replicas, min, max); ``cooling``: (kind, target, decision) -> until.
+
+        Phase 2's conclusions depend on the clock only through which cooldowns are in force, so
+        when no fact changed and the same cooldowns are in force, the last run's conclusions stand
+        and CLIPS is not run (most cycles of a steady fleet)."""
+        changed = self._sync(self._candidates, candidates, "candidate",
                    lambda e, c: {"entity": e, "kind": HOST if c[0] == "host" else CONTAINER, "target": c[1],
                                  "decision": clips.Symbol(c[2]), "rank": c[3], "priority": c[4]})
-        self._sync(self._bounds, bounds, "bounds",
-                   lambda s, b: {"service": s, "replicas": b[0], "min": b[1], "max": b[2]})
-        self._sync(self._cooling, cooling, "cooling",
-                   lambda k, until: {"kind": clips.Symbol(k[0]), "target": k[1], "decision": clips.Symbol(k[2]),
-                                     "until": float(until)})
+        changed |= self._sync(self._bounds, bounds, "bounds",
+                              lambda s, b: {"service": s, "replicas": b[0], "min": b[1], "max": b[2]})
+        changed |= self._sync(self._cooling, cooling, "cooling",
+                              lambda k, until: {"kind": clips.Symbol(k[0]), "target": k[1],
+                                                "decision": clips.Symbol(k[2]), "until": float(until)})
+        in_force = frozenset(key for key, until in cooling.items() if at < until)
+        if not changed and self._clock is not None and in_force == self._in_force:
+            return self._selection
+        self._in_force = in_force
         self._selection = Selection()
         if self._clock is not None:
             self._clock.retract()
@@ -109,10 +118,13 @@ class WorkingMemory:
         self.env.run()
         return self._selection
 
-    def _sync(self, known: dict[Any, tuple[Any, Any]], wanted: dict[Any, Any], template: str, slots: Any) -> None:
-        for key in [k for k in known if k not in wanted]:
+    def _sync(self, known: dict[Any, tuple[Any, Any]], wanted: dict[Any, Any], template: str, slots: Any) -> bool:
+        """Retract and assert what differs between the ``known`` facts and the ``wanted`` ones; whether any did."""
+        gone = [k for k in known if k not in wanted]
+        for key in gone:
             known.pop(key)[1].retract()
         assert_fact = self._templates[template].assert_fact
+        changed = bool(gone)
         for key, content in wanted.items():
             current = known.get(key)
             if current is not None and current[0] == content:
@@ -120,3 +132,5 @@ class WorkingMemory:
             if current is not None:
                 current[1].retract()
             known[key] = (content, assert_fact(**slots(key, content)))
+            changed = True
+        return changed

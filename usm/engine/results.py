@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from usm.engine.policy import Decision
@@ -94,10 +96,36 @@ class Explanation:
         }
 
 
+DECISIONS: tuple[Decision, ...] = tuple(Decision)
+"""Decisions by code: a decision's code is its index here (none is 0)."""
+
+
+@dataclass(frozen=True, eq=False)
+class StreakTable:
+    """Each entity's decision (by code, see ``DECISIONS``) and for how many cycles in a row it has
+    held it; 0 means restarted by an action, so that the next cycle counts 1 whatever it decides."""
+
+    entities: Sequence[str] = ()
+    decisions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    streaks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({
+            "entity": pl.Series(list(self.entities), dtype=pl.String),
+            "decision": pl.Series([DECISIONS[code].value for code in self.decisions.tolist()], dtype=pl.String),
+            "streak": pl.Series(self.streaks, dtype=pl.Int64),
+        }, schema=STREAK_SCHEMA)
+
+
 @dataclass(frozen=True)
 class EngineState:
     """What carries from one cycle to the next: each entity's streak, and the cooldowns."""
 
-    streaks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=STREAK_SCHEMA))
+    table: StreakTable = field(default_factory=StreakTable)
     # (kind "host"|"container", target, decision value) -> the time until which it is cooling down
     cooldowns: Mapping[tuple[str, str, str], float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @cached_property
+    def streaks(self) -> pl.DataFrame:
+        """The streaks as a frame: entity, decision, streak."""
+        return self.table.frame()

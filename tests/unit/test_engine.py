@@ -205,3 +205,53 @@ def test_the_incremental_working_memory_decides_like_a_fresh_one(policy_rules, c
         assert actual.matches.to_dicts() == expected.matches.to_dicts()
         assert actual.actions == expected.actions
         assert actual.suppressed == expected.suppressed
+
+
+def inventory_of(containers):
+    return Inventory(INVENTORY.hosts, INVENTORY.apps, INVENTORY.services,
+                     tuple(Container(c, dict(CONTAINERS)[c], "h1") for c in containers))
+
+
+@settings(max_examples=60, deadline=None)
+@given(condition_rules(), st.lists(st.tuples(st.lists(st.sampled_from([c for c, _ in CONTAINERS]), unique=True),
+                                             st.lists(st.tuples(VALUES, VALUES), min_size=6, max_size=6),
+                                             st.permutations(range(6))), min_size=2, max_size=6))
+def test_a_changing_inventory_and_changing_term_rows_decide_like_a_fresh_engine(policy_rules, cycles):
+    """Containers come and go (the same Inventory object for the same containers, as the simulator passes it),
+    and the terms list the entities in another order and leave some out: the arrays the engine keeps per
+    inventory and the rows it remembers per terms frame never carry a stale value over."""
+    from types import MappingProxyType
+
+    from usm.engine.policy import Settings
+
+    settings_ = Settings(streak=MappingProxyType({d: 2 for d in Decision if d is not Decision.NONE}),
+                         cooldown=MappingProxyType({Decision.STOP: 30.0}))
+    policy = Policy(settings=settings_, rules=policy_rules)
+    kept = Engine(policy)
+    inventories = {}
+    for index, (containers, values, order) in enumerate(cycles):
+        inventory = inventories.setdefault(frozenset(containers), inventory_of(sorted(containers)))
+        entities = HOSTS + [c for c, _ in CONTAINERS]
+        rows = [(entities[i], *values[i]) for i in order if values[i] != (None, None)]
+        frame = pl.DataFrame(rows, schema={"entity": pl.String, "cpu": pl.Float64, "ram": pl.Float64}, orient="row")
+        expected = Engine(policy, kept.state).cycle(index * 15.0, inventory, frame)
+        actual = kept.cycle(index * 15.0, inventory, frame)
+        assert actual.evaluations.to_dicts() == expected.evaluations.to_dicts()
+        assert actual.matches.to_dicts() == expected.matches.to_dicts()
+        assert actual.facts.to_dicts() == expected.facts.to_dicts()
+        assert actual.actions == expected.actions
+        assert actual.suppressed == expected.suppressed
+
+
+def test_a_cooldown_ends_although_no_fact_changed(tmp_path):
+    """Phase 2 keeps its last conclusions while nothing changes; the end of a cooldown is a change."""
+    (tmp_path / "p.yaml").write_text("""
+settings: {streak: {overwork: 1}, cooldown: {overwork: 40s}}
+rules:
+  - {name: hot-host, scope: host, target: h1, when: cpu_percent > 90, then: overwork}
+""")
+    engine = Engine(load_policy(tmp_path))
+    hot = pl.DataFrame({"entity": ["h1"], "cpu_percent": [95.0]})
+    acted = [bool(engine.cycle(at, INVENTORY, hot).actions) for at in (0.0, 15.0, 30.0, 45.0, 60.0)]
+    assert acted == [True, False, False, True, False]
+    assert engine.cycle(75.0, INVENTORY, hot).suppressed[0].reason.startswith("cooldown: overwork on h1 until 85")

@@ -91,6 +91,11 @@ class Entities:
         return self.kind(row), self.services[row], list(self.apps[row])
 
     @cached_property
+    def identities(self) -> list[tuple[bool, str | None, tuple[str, ...]]]:
+        """Each entity's identity as one comparable value: whether it is a host, its service, its apps."""
+        return list(zip(self.is_host.tolist(), self.services, self.apps, strict=True))
+
+    @cached_property
     def frame(self) -> pl.DataFrame:
         return entity_frame(self.inventory)
 
@@ -310,11 +315,11 @@ class Engine:
         missing = np.full(len(entities), np.nan)
         if not present:
             return dict.fromkeys(self._keys, missing)
-        table = terms.select(pl.col(k).cast(pl.Float64) for k in present).to_numpy()
-        table = np.vstack([table, np.full((1, len(present)), np.nan)])  # the row of entities without terms
-        rows = table[self._rows_of(entities, terms.get_column("entity"))]
+        rows = self._rows_of(entities, terms.get_column("entity"))
         values = dict.fromkeys(self._keys, missing)
-        values.update((k, rows[:, j]) for j, k in enumerate(present))
+        for key in present:
+            column = terms.get_column(key).cast(pl.Float64).to_numpy()  # a null is NaN here
+            values[key] = np.append(column, np.nan)[rows]  # the NaN appended: entities without terms
         return values
 
     def _rows_of(self, entities: Entities, named: pl.Series) -> np.ndarray:
@@ -380,7 +385,8 @@ def _changes(previous: _Alpha | None, now: _Alpha) -> tuple[list[tuple[Any, ...]
     was_any = np.append(previous.any, False)[old]
     differs = (now.matrix != was).any(axis=1) | (old < 0)
     kept = np.flatnonzero(~differs & (now.any | was_any)).tolist()
-    differs[kept] = [before.identity(int(old[row])) != entities.identity(row) for row in kept]
+    was_identity, identity = before.identities, entities.identities
+    differs[kept] = [was_identity[was] != identity[row] for row, was in zip(kept, old[kept].tolist(), strict=True)]
     removed = [name for name in before.names if name not in entities.index]
     return [now.row(row) for row in np.flatnonzero(differs & (now.any | was_any)).tolist()], removed
 
@@ -412,15 +418,26 @@ class _Suppressed:
     """Phase 2's suppressions by group, made into one ``Suppression`` per candidate only when read."""
 
     at: float
-    reasons: dict[str, str]  # each suppressed group's best candidate -> why
-    members: dict[str, list[str]]  # each group's best -> the whole group
-    rows: dict[str, tuple[str | None, Decision, str, str]]  # candidate -> (container, decision, target, rule)
+    policy: Policy
+    judgement: _Judgement
+    reasons: dict[int, str]  # each suppressed group's best candidate (its row) -> why
+    members: dict[int, list[int]]  # each group's best -> the rows of the whole group
 
     def each(self) -> tuple[Suppression, ...]:
-        rows = self.rows
-        suppressed = [Suppression(self.at, rows[e][1], rows[e][2], e, rows[e][3], reason)
-                      for best, reason in self.reasons.items() for e in self.members[best]]
+        suppressed = []
+        for best, reason in self.reasons.items():
+            for row in self.members[best]:
+                decision, target, rule = _candidate(self.policy, self.judgement, row)
+                suppressed.append(Suppression(self.at, decision, target, self.judgement.entities.names[row], rule,
+                                              reason))
         return tuple(sorted(suppressed, key=lambda x: (x.target, x.entity)))
+
+
+def _candidate(policy: Policy, judgement: _Judgement, row: int) -> tuple[Decision, str, str]:
+    """The decision, target and rule name of the candidate at ``row``."""
+    entities = judgement.entities
+    target = entities.names[row] if row < entities.hosts else entities.services[row]
+    return DECISIONS[judgement.decisions[row]], target, policy.rules[judgement.rules[row]].name
 
 
 def _select(policy: Policy, memory: WorkingMemory, at: float, judgement: _Judgement,
@@ -429,34 +446,39 @@ def _select(policy: Policy, memory: WorkingMemory, at: float, judgement: _Judgem
     best candidate is the one of highest priority, then first by name: so CLIPS receives only each group's best
     candidate (beside the other groups of its target it competes with), and its verdict on the group's best holds
     for the whole group. This keeps the working memory at a few facts per service however many replicas it has."""
-    entities, rules = judgement.entities, policy.rules
-    rows: dict[str, tuple[str | None, Decision, str, str]] = {}  # entity -> (container, decision, target, rule)
-    groups: dict[tuple[str, str, Decision], list[tuple[int, str]]] = {}  # (kind, target, decision) -> members
-    for row in np.flatnonzero(judgement.candidates).tolist():
-        entity, kind, rule = entities.names[row], entities.kind(row), rules[judgement.rules[row]]
-        decision = DECISIONS[judgement.decisions[row]]
-        target = entities.services[row] if kind == "container" else entity
-        groups.setdefault((kind, target, decision), []).append((-rule.priority, entity))
-        rows[entity] = (entity if kind == "container" else None, decision, target, rule.name)
+    entities = judgement.entities
+    names, services, hosts = entities.names, entities.services, entities.hosts
+    rows = np.flatnonzero(judgement.candidates)
+    priorities = np.array([r.priority for r in policy.rules], dtype=np.int64)[judgement.rules[rows]].tolist()
+    groups: dict[tuple[bool, str, int], list[tuple[int, str, int]]] = {}  # (host?, target, decision) -> members
+    for row, decision, priority in zip(rows.tolist(), judgement.decisions[rows].tolist(), priorities, strict=True):
+        name = names[row]
+        host = row < hosts
+        groups.setdefault((host, name if host else services[row], decision), []).append((-priority, name, row))
     candidates: dict[str, tuple[Any, ...]] = {}
-    members: dict[str, list[str]] = {}  # each group's best -> the whole group
-    for (kind, target, decision), group in groups.items():
-        negated_priority, best = min(group)
-        candidates[best] = (kind, target, decision.value, DECISION_RANK[decision], -negated_priority)
-        members[best] = [entity for _, entity in group]
-    inventory = entities.inventory
+    members: dict[int, list[int]] = {}  # each group's best (its row) -> the rows of the whole group
+    best_row: dict[str, int] = {}
     bounds = {}
-    for kind, name, _ in groups:
-        if kind == "container":
-            service = inventory.service_by_name[name]
-            bounds[name] = (inventory.replicas[name], service.min_replicas, service.max_replicas)
+    inventory = entities.inventory
+    for (host, target, code), group in groups.items():
+        negated_priority, best, row = min(group)
+        decision = DECISIONS[code]
+        candidates[best] = ("host" if host else "container", target, decision.value, DECISION_RANK[decision],
+                            -negated_priority)
+        members[row] = [r for *_, r in group]
+        best_row[best] = row
+        if not host and target not in bounds:
+            service = inventory.service_by_name[target]
+            bounds[target] = (inventory.replicas[target], service.min_replicas, service.max_replicas)
     selection = memory.select(at, candidates, bounds, dict(state.cooldowns))
     actions = []
     for entity in selection.actions:
-        container, decision, target, rule_name = rows[entity]
-        actions.append(Action(at, decision, target, rule_name, container))
+        row = best_row[entity]
+        decision, target, rule = _candidate(policy, judgement, row)
+        actions.append(Action(at, decision, target, rule, entity if row >= hosts else None))
     actions.sort(key=lambda a: (a.container is None, a.target))
-    return tuple(actions), _Suppressed(at, dict(selection.suppressed), members, rows)
+    reasons = {best_row[entity]: reason for entity, reason in selection.suppressed.items()}
+    return tuple(actions), _Suppressed(at, policy, judgement, reasons, members)
 
 
 def _next_state(policy: Policy, at: float, judgement: _Judgement, actions: tuple[Action, ...],

@@ -16,7 +16,7 @@ reads the clock or does I/O: ``at`` and the term values come from the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -129,18 +129,17 @@ def applies(rule: Rule, entities: Entities) -> np.ndarray:
     return containers & np.array(chosen, dtype=bool)
 
 
+@dataclass(frozen=True, eq=False)
 class Cycle:
-    """The outcome of one cycle at time ``at``. The frames (``evaluations``, ``matches``, ``facts``) are built
-    when first read: a simulator that reads only the actions never pays for them."""
+    """The outcome of one cycle at time ``at``. The frames (``evaluations``, ``matches``, ``facts``) and the
+    suppressions are built when first read: a simulator that reads only the actions never pays for them."""
 
-    def __init__(self, at: float, actions: tuple[Action, ...], suppressed: _Suppressed, state: EngineState,
-                 policy: Policy, judgement: _Judgement) -> None:
-        self.at = at
-        self.actions = actions
-        self.state = state
-        self.policy = policy
-        self._suppressed = suppressed
-        self._judgement = judgement
+    at: float
+    actions: tuple[Action, ...]
+    state: EngineState
+    policy: Policy
+    _suppressed: _Suppressed = field(repr=False)
+    _judgement: _Judgement = field(repr=False)
 
     @cached_property
     def suppressed(self) -> tuple[Suppression, ...]:
@@ -302,7 +301,7 @@ class Engine:
                                dict(memory.matches), dict(memory.winners))
         actions, suppressed = _select(policy, memory, at, judgement, self.state)
         self.state = _next_state(policy, at, judgement, actions, self.state)
-        return Cycle(at, actions, suppressed, self.state, policy, judgement)
+        return Cycle(at, actions, self.state, policy, suppressed, judgement)
 
     def _entities_of(self, inventory: Inventory) -> Entities:
         if self._entities is None or self._entities.inventory is not inventory:

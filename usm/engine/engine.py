@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -63,20 +65,24 @@ def entity_frame(inventory: Inventory) -> pl.DataFrame:
     return pl.concat([hosts.select(columns), containers.select(columns)])
 
 
+_NAME, _SERVICE = attrgetter("name"), attrgetter("service")
+
+
 class Entities:
     """The hosts then the containers of one inventory, as the engine judges them: names, identities, and
     which rules' scope and target cover which entity. Built once per inventory object."""
 
     def __init__(self, inventory: Inventory, rules: tuple[Rule, ...]) -> None:
         apps_of = inventory.apps_of_service
+        services = list(map(_SERVICE, inventory.containers))
         self.inventory = inventory
-        self.names = [h.name for h in inventory.hosts] + [c.name for c in inventory.containers]
-        self.index = {name: row for row, name in enumerate(self.names)}
+        self.names: list[str] = list(map(_NAME, inventory.hosts)) + list(map(_NAME, inventory.containers))
+        self.index = dict(zip(self.names, range(len(self.names))))
         self.hosts = len(inventory.hosts)
         self.is_host = np.arange(len(self.names)) < self.hosts
-        self.services: list[str | None] = [None] * self.hosts + [c.service for c in inventory.containers]
-        self.apps: list[tuple[str, ...]] = [()] * self.hosts + [apps_of.get(c.service, ())
-                                                                 for c in inventory.containers]
+        self.services: list[str | None] = [None] * self.hosts + services
+        self.apps: list[tuple[str, ...]] = [()] * self.hosts + list(map(apps_of.get, services, repeat(())))
+        self._rows_in: tuple[Entities, np.ndarray] | None = None
         self.applies = np.column_stack([applies(rule, self) for rule in rules]) if rules else \
             np.zeros((len(self.names), 0), dtype=bool)
 
@@ -89,6 +95,13 @@ class Entities:
     def identity(self, row: int) -> tuple[str, str | None, list[str]]:
         """(kind, service, apps) of the entity at ``row``, as the ``judged`` fact holds them."""
         return self.kind(row), self.services[row], list(self.apps[row])
+
+    def rows_in(self, other: Entities) -> np.ndarray:
+        """Each entity's row in ``other`` (-1: not there); the last answer is kept, since both the alpha and the
+        streaks of a cycle ask it of the same previous entities."""
+        if self._rows_in is None or self._rows_in[0] is not other:
+            self._rows_in = (other, np.array([other.index.get(name, -1) for name in self.names], dtype=np.int64))
+        return self._rows_in[1]
 
     @cached_property
     def identities(self) -> list[tuple[bool, str | None, tuple[str, ...]]]:
@@ -289,13 +302,13 @@ class Engine:
         at = float(at)
         policy, memory = self._compiled.policy, self._memory
         entities = self._entities_of(inventory)
-        alpha = _alpha(policy.rules, entities, self._term_values(entities, terms))
-        changed, removed = _changes(self._alpha, alpha)
+        alpha, previous = _alpha(policy.rules, entities, self._term_values(entities, terms)), self._alpha
+        changed, removed = _changes(previous, alpha)
         memory.judge(changed, removed)
         self._alpha = alpha
         rules, levels = _winners(entities, memory.winners)
         decisions = self._rule_decisions[rules]  # rule -1 reads the none appended at the end
-        streaks = _streaks(entities.names, decisions, self.state.table)
+        streaks = _streaks(entities, decisions, self.state.table, previous and previous.entities)
         candidates = (decisions != 0) & (streaks >= self._thresholds[decisions])
         judgement = _Judgement(entities, terms, self._keys, rules, levels, decisions, streaks, candidates,
                                dict(memory.matches), dict(memory.winners))
@@ -327,9 +340,12 @@ class Engine:
         known, last, rows = self._rows
         if known is entities and last is not None and last.equals(named):
             return rows
-        at = {name: row for row, name in enumerate(named.to_list())}
-        none = len(at)
-        rows = np.array([at.get(name, none) for name in entities.names], dtype=np.int64)
+        rows = np.full(len(entities), len(named), dtype=np.int64)
+        index = entities.index
+        for row, name in enumerate(named.to_list()):
+            entity = index.get(name)
+            if entity is not None:
+                rows[entity] = row
         self._rows = (entities, named, rows)
         return rows
 
@@ -379,7 +395,7 @@ def _changes(previous: _Alpha | None, now: _Alpha) -> tuple[list[tuple[Any, ...]
         differs = (now.matrix != previous.matrix).any(axis=1) & (now.any | previous.any)
         return [now.row(row) for row in np.flatnonzero(differs).tolist()], []
     before, entities = previous.entities, now.entities
-    old = np.array([before.index.get(name, -1) for name in entities.names], dtype=np.int64)
+    old = entities.rows_in(before)
     was = np.vstack([previous.matrix, np.zeros((1, previous.matrix.shape[1]), dtype=bool)])[old]  # -1: none
     was_any = np.append(previous.any, False)[old]
     differs = (now.matrix != was).any(axis=1) | (old < 0)
@@ -400,15 +416,19 @@ def _winners(entities: Entities, winners: dict[str, tuple[int, int]]) -> tuple[n
     return rules, levels
 
 
-def _streaks(names: list[str], decisions: np.ndarray, previous: StreakTable) -> np.ndarray:
-    """Consecutive cycles with the same decision, counting this one (§4)."""
-    if previous.entities is names:
-        before, count = previous.decisions, previous.streaks
-    else:  # another inventory: find each entity's previous row by name (-1 at the end stands for none)
-        at = {name: row for row, name in enumerate(previous.entities)}
-        rows = np.array([at.get(name, -1) for name in names], dtype=np.int64)
-        before = np.append(previous.decisions, -1)[rows]
-        count = np.append(previous.streaks, 0)[rows]
+def _streaks(entities: Entities, decisions: np.ndarray, table: StreakTable, previous: Entities | None) -> np.ndarray:
+    """Consecutive cycles with the same decision, counting this one (§4). ``previous``: the entities of the last
+    cycle, whose names the table usually holds (it may come from elsewhere: a state passed to a new engine)."""
+    if table.entities is entities.names:
+        before, count = table.decisions, table.streaks
+    else:  # another inventory: each entity's previous row, by name (the -1 of a new one reads what is appended)
+        if previous is not None and table.entities is previous.names:
+            rows = entities.rows_in(previous)
+        else:
+            at = {name: row for row, name in enumerate(table.entities)}
+            rows = np.array([at.get(name, -1) for name in entities.names], dtype=np.int64)
+        before = np.append(table.decisions, -1)[rows]
+        count = np.append(table.streaks, 0)[rows]
     return np.where(decisions == before, count + 1, 1).astype(np.int64)
 
 

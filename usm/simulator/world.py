@@ -52,6 +52,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,7 @@ from usm.placement.plans import (
     UseHost,
 )
 from usm.placement.predictions import PredictionWindow, effective_min_replicas
+from usm.simulator.roster import Roster
 from usm.simulator.scenario import Fault, FaultKind, Scenario
 from usm.simulator.workload import noise_factors, rate
 
@@ -138,6 +140,11 @@ class _Host:
     ready_at: float = 0.0
     generation: int = 0  # bumped on every start and stop, so a stale boot event is ignored
     gone: bool = False  # terminated
+
+    @cached_property
+    def view(self) -> Host:
+        """The host as the engine's inventory shows it (while it runs or starts)."""
+        return Host(self.name, self.region, self.location.latitude, self.location.longitude)
 
 
 @dataclass
@@ -189,19 +196,39 @@ class _Routing:
 
 
 @dataclass
-class _ClusterLayout:
-    """The cluster's hosts and containers in order, the objects last published for them and their numbers."""
+class _ServiceRouting:
+    """One service's part of the routing. It depends only on the service's running replicas (a container's host
+    never changes), on its callers' parts and on the distances, so it is kept while
+    those stay the same."""
 
-    containers: list[_Container]  # running and starting, by name
-    position: NDArray[np.int64]  # index of each in the routing's running list, -1 while starting
-    service: NDArray[np.int64]
-    demands: list[Any]  # ContainerDemand, or None before the first publication
-    published: NDArray[np.float64]  # the cpu demand each published object holds (nan: none)
+    version: int  # the roster's version of the service's running containers
+    place_km: NDArray[np.float64]  # the distance table it was worked out with (replaced when a host is added)
+    points: NDArray[np.int64]  # where its requests come from, as place numbers (sources, then hosts)
+    origins: tuple[list[Coordinates], NDArray[np.float64]]  # caller places, (places, sources)
+    routes: NDArray[np.float64]  # (replicas, sources): requests a replica serves per request of a source
+    hop_km: NDArray[np.float64]  # same shape: those requests times the distance of their last hop, in km
+    first_hop: NDArray[np.float64]  # per source of the service: distance to the replica serving it (nan: none)
+
+
+@dataclass
+class _HostLayout:
+    """The cluster's hosts in order, the objects last published for them and their numbers, and the cluster last
+    made (the containers' side is kept by the roster)."""
+
     hosts: list[_Host]  # every host not terminated, by name
     host_index: NDArray[np.int64]
     capacities: list[Any]  # HostCapacity, or None before the first publication
     host_published: NDArray[np.float64]  # (hosts, 3): the used cpu, ram, disk each published object holds
     cluster: Cluster | None = None
+
+
+@dataclass(frozen=True)
+class _HostSummary:
+    running: int  # hosts running or being drained
+    cloud_running: int
+    edge_running: int
+    cloud_up: int  # cloud hosts starting, running or being drained: those that cost
+    cost_per_hour: float
 
 
 @dataclass
@@ -249,6 +276,7 @@ class World:
         services = scenario.services
         by_name = scenario.service_by_name
         self._cpu_per_request = np.array([s.cpu_per_request for s in services])
+        self._footprint = {s.name: (s.memory, s.disk) for s in services}  # what a container of each takes
         self._memory = np.array([s.memory for s in services])
         self._disk = np.array([s.disk for s in services])
         self._rx_per_request = np.array(
@@ -267,8 +295,9 @@ class World:
         self._rate_table = self._tabulate_rates()
         self._sources_of = {s.name: np.flatnonzero(self._source_service == self._service_index[s.name])
                             for s in services}
-        self._caller_indices = {name: np.array([self._service_index[c] for c in callers], dtype=np.int64)
-                                for name, callers in self._callers.items()}
+        self._source_places = {name: [self._sources[j].location for j in sources.tolist()]
+                               for name, sources in self._sources_of.items()}
+        self._source_vectors = {name: np.eye(len(self._sources))[sources] for name, sources in self._sources_of.items()}
 
         self._hosts: list[_Host] = []
         self._host_by_name: dict[str, _Host] = {}
@@ -277,17 +306,22 @@ class World:
                            definition.state, definition.region, definition.cloud_region,
                            definition.price_per_hour, definition.boot_time)
         self._containers: dict[str, _Container] = {}
+        self._roster: Roster[_Container] = Roster(len(services))
         for c in scenario.containers:
             self._used_names.add(c.name)
-            self._containers[c.name] = _Container(c.name, c.service, c.host, "running")
+            container = self._containers[c.name] = _Container(c.name, c.service, c.host, "running")
+            self._roster.add(container, self._service_index[c.service])
+            self._roster.run(container, self._service_index[c.service], self._host_by_name[c.host].index)
         for fault in scenario.faults:
             self._schedule(fault.at, "fault", fault=fault)
 
         self._routing_cache: _Routing | None = None
+        self._service_routing: dict[str, _ServiceRouting] = {}
+        self._sample_keys = _SampleKeys()
         self._inventory_cache: Inventory | None = None
+        self._summary_cache: _HostSummary | None = None
         self._load_cache: _Load | None = None
-        self._layout_cache: _ClusterLayout | None = None
-        self._demands: dict[str, ContainerDemand] = {}
+        self._layout_cache: _HostLayout | None = None
         self._capacities: dict[str, HostCapacity] = {}
         self.held: set[str] = set()  # services of apps waiting to be launched: no minimum is asked for them
         self._windows: dict[str, list[PredictionWindow]] = {}
@@ -321,8 +355,18 @@ class World:
 
     def cost_per_hour(self) -> float:
         """What the cloud hosts cost now (starting, running or being drained), in US dollars per hour."""
-        return sum((h.price_per_hour for h in self._hosts
-                    if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED), 0.0)
+        return self._host_summary().cost_per_hour
+
+    def _host_summary(self) -> _HostSummary:
+        """Hosts up by kind and what they cost (kept until a host changes: every change calls ``_changed``)."""
+        if self._summary_cache is None:
+            up = [h for h in self._hosts if not h.gone and h.state in _RUNS]
+            billed = [h for h in self._hosts if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED]
+            self._summary_cache = _HostSummary(
+                running=len(up), cloud_running=sum(h.kind is HostKind.CLOUD for h in up),
+                edge_running=sum(h.kind is HostKind.EDGE for h in up), cloud_up=len(billed),
+                cost_per_hour=sum((h.price_per_hour for h in billed), 0.0))
+        return self._summary_cache
 
     def _handle(self, event: _Event) -> None:
         if event.kind == "container":
@@ -348,6 +392,7 @@ class World:
         if host.state not in _RUNS or host.gone:
             return
         container.state = "running"
+        self._roster.run(container, self._service_index[container.service], host.index)
         self._changed(routing=True)
         self._note(f"container {name} of {container.service} is running on {host.name}")
         if container.replaces and container.replaces in self._containers:
@@ -385,6 +430,7 @@ class World:
 
     def _changed(self, routing: bool) -> None:
         self._inventory_cache = None
+        self._summary_cache = None
         self._load_cache = None
         self._layout_cache = None
         if routing:
@@ -440,6 +486,7 @@ class World:
         name = self._new_name(service)
         container = _Container(name, service, host.name, "starting", lineage, replaces)
         self._containers[name] = container
+        self._roster.add(container, self._service_index[service])
         begin = host.ready_at if host.state is HostState.STARTING else self.now
         self._schedule(max(begin, self.now) + self.scenario.service_by_name[service].start_time, "container", name)
         self._changed(routing=False)
@@ -448,6 +495,7 @@ class World:
 
     def _remove(self, name: str, failed: bool, why: str) -> None:
         container = self._containers.pop(name)
+        self._roster.remove(container, self._service_index[container.service])
         self._changed(routing=container.state == "running")
         self._note(f"container {name} {'failed' if failed else 'stopped'}: {why}")
         if failed and not (container.replaces and container.replaces in self._containers):
@@ -523,8 +571,7 @@ class World:
         return ""
 
     def _cloud_hosts_up(self) -> int:
-        return sum(1 for h in self._hosts
-                   if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED)
+        return self._host_summary().cloud_up
 
     def _receiving_host(self, on: HostChoice) -> _Host:
         """The host a container goes on, started or launched as the choice says (checked by ``_refusal``)."""
@@ -675,56 +722,83 @@ class World:
 
     def _routing(self) -> _Routing:
         """Who serves whom (cached until replicas or hosts change). Places are numbered: sources first, then
-        hosts, so that every distance is a look-up in ``_place_km``."""
+        hosts, so that every distance is a look-up in ``_place_km``. A service's part is worked out again only
+        when its running replicas or a caller's part changed (``_ServiceRouting``)."""
         if self._routing_cache is not None:
             return self._routing_cache
-        running = sorted(c.name for c in self._containers.values() if c.state == "running")
-        service = np.array([self._service_index[self._containers[n].service] for n in running], dtype=np.int64)
-        host = np.array([self._host_by_name[self._containers[n].host].index for n in running], dtype=np.int64)
-        n_sources = len(self._sources)
-        routes = np.zeros((len(running), n_sources))
-        hop_km = np.zeros((len(running), n_sources))
-        first_hop = np.full(n_sources, np.nan)
-        origins: dict[str, tuple[list[Coordinates], NDArray[np.float64]]] = {}
+        roster = self._roster
+        service, host = roster.running_service, roster.running_host
+        order = np.argsort(service, kind="stable")  # by service, then in running order
+        replicas_of = np.split(order, np.cumsum(np.bincount(service, minlength=len(self.scenario.services)))[:-1])
+        changed: set[str] = set()
         for name in self.scenario.service_order:
-            replicas = np.flatnonzero(service == self._service_index[name])
-            sources = self._sources_of[name]
-            places = [self._sources[j].location for j in sources.tolist()]
-            points = [sources]
-            vectors = [np.eye(n_sources)[sources]]
-            callers = np.flatnonzero(np.isin(service, self._caller_indices[name]))
-            if callers.size:
-                hosts, which = np.unique(host[callers], return_inverse=True)
-                grouping = (which[None, :] == np.arange(hosts.size)[:, None]).astype(np.float64)
-                by_host = grouping @ routes[callers]
-                calling = by_host.any(axis=1)
-                hosts, by_host = hosts[calling], by_host[calling]
-                places.extend(self._hosts[h].location for h in hosts.tolist())
-                points.append(n_sources + hosts)
-                vectors.append(by_host)
-            matrix = np.concatenate(vectors) if vectors else np.zeros((0, n_sources))
-            origins[name] = (places, matrix)
-            if replicas.size == 0 or not places:
+            index = self._service_index[name]
+            part = self._service_routing.get(name)
+            fresh = part is not None and part.version == roster.versions[index] and part.place_km is self._place_km
+            if fresh and changed.isdisjoint(self._callers[name]):
                 continue
-            km = self._place_km[np.ix_(np.concatenate(points), host[replicas])]
-            hop = km.min(axis=1)
-            closest = km <= hop[:, None] + TIE_KM
-            assignment = closest / closest.sum(axis=1, keepdims=True)  # ties share evenly
-            routes[replicas] += assignment.T @ matrix
-            hop_km[replicas] += assignment.T @ (matrix * hop[:, None])
-            first_hop[sources] = hop[: sources.size]
+            points, places, matrix = self._origins(name, host, replicas_of)
+            if fresh and part is not None and np.array_equal(points, part.points) \
+                    and np.array_equal(matrix, part.origins[1]):
+                continue  # its callers changed, but not where they call it from nor how much
+            self._service_routing[name] = self._route_service(name, host[replicas_of[index]], points, places, matrix)
+            changed.add(name)
+        parts = [self._service_routing[s.name] for s in self.scenario.services]
+        n, n_sources = service.size, len(self._sources)
+        routes, hop_km = np.empty((n, n_sources)), np.empty((n, n_sources))
+        routes[order] = np.concatenate([p.routes for p in parts])
+        hop_km[order] = np.concatenate([p.hop_km for p in parts])
+        first_hop = np.full(n_sources, np.nan)
+        for s, part in zip(self.scenario.services, parts, strict=True):
+            first_hop[self._sources_of[s.name]] = part.first_hop
         running_hosts = np.array(sorted((h.index for h in self._hosts if not h.gone and h.state in _RUNS),
                                         key=lambda i: self._hosts[i].name), dtype=np.int64)
-        names = pl.Series("entity", running + [self._hosts[i].name for i in running_hosts.tolist()], pl.String)
-        n, m = len(running), running_hosts.size
-        entity = names.gather(np.concatenate([np.tile(np.arange(n), len(CONTAINER_FIELDS)),
-                                              n + np.tile(np.arange(m), len(HOST_FIELDS))]))
-        field_names = pl.Series("field", CONTAINER_FIELDS + HOST_FIELDS, pl.String)
-        fields = field_names.gather(np.concatenate([np.repeat(np.arange(len(CONTAINER_FIELDS)), n),
-                                                    len(CONTAINER_FIELDS) + np.repeat(np.arange(len(HOST_FIELDS)), m)]))
-        self._routing_cache = _Routing(running, service, host, routes, hop_km, first_hop, origins, running_hosts,
-                                       entity, fields)
+        running = roster.running_names()
+        entity, fields = self._sample_keys.columns(running, [self._hosts[i].name for i in running_hosts.tolist()])
+        self._routing_cache = _Routing(running, service, host, routes, hop_km, first_hop,
+                                       {s.name: p.origins for s, p in zip(self.scenario.services, parts, strict=True)},
+                                       running_hosts, entity, fields)
         return self._routing_cache
+
+    def _origins(self, name: str, host: NDArray[np.int64], replicas_of: list[NDArray[np.int64]]) \
+            -> tuple[NDArray[np.int64], list[Coordinates], NDArray[np.float64]]:
+        """Where the requests for ``name`` come from: its sources, then the hosts of its callers' replicas (with
+        what they serve there, from the callers' parts), as place numbers, places and a ``(places, sources)``
+        matrix of requests per request of a source."""
+        n_sources = len(self._sources)
+        sources = self._sources_of[name]
+        if not self._callers[name]:
+            return sources, self._source_places[name], self._source_vectors[name]
+        positions = np.concatenate([replicas_of[self._service_index[c]] for c in self._callers[name]])
+        rows = np.concatenate([self._service_routing[c].routes for c in self._callers[name]])
+        callers = np.argsort(positions)  # the callers' replicas in running order
+        on = host[positions[callers]]
+        present = np.zeros(len(self._hosts), dtype=np.bool_)
+        present[on] = True
+        hosts, which = np.flatnonzero(present), (np.cumsum(present) - 1)[on]
+        grouping = np.zeros((hosts.size, on.size))
+        grouping[which, np.arange(on.size)] = 1.0
+        by_host = grouping @ rows[callers]
+        calling = by_host.any(axis=1)
+        hosts, by_host = hosts[calling], by_host[calling]
+        places = self._source_places[name] + [self._hosts[h].location for h in hosts.tolist()]
+        return np.concatenate([sources, n_sources + hosts]), places, np.concatenate([self._source_vectors[name], by_host])
+
+    def _route_service(self, name: str, on: NDArray[np.int64], points: NDArray[np.int64], places: list[Coordinates],
+                       matrix: NDArray[np.float64]) -> _ServiceRouting:
+        """Which of the service's replicas (on these hosts, in running order) serves the requests of each of its
+        origins: the closest, ties sharing evenly."""
+        n_sources, sources = len(self._sources), self._sources_of[name]
+        version = self._roster.versions[self._service_index[name]]
+        if not on.size or not places:
+            return _ServiceRouting(version, self._place_km, points, (places, matrix), np.zeros((on.size, n_sources)),
+                                   np.zeros((on.size, n_sources)), np.full(sources.size, np.nan))
+        km = self._place_km[points][:, on]
+        hop = km.min(axis=1)
+        closest = km <= hop[:, None] + TIE_KM
+        assignment = closest / closest.sum(axis=1, keepdims=True)  # ties share evenly
+        return _ServiceRouting(version, self._place_km, points, (places, matrix), assignment.T @ matrix,
+                               assignment.T @ (matrix * hop[:, None]), hop[: sources.size])
 
     def _load(self) -> _Load:
         """The load at the current time (cached until time or state changes)."""
@@ -807,13 +881,12 @@ class World:
         minimums = self.min_replicas()
         if self._inventory_cache is None or minimums != self._inventory_minimums:
             self._inventory_minimums = minimums
-            hosts = tuple(Host(h.name, h.region, h.location.latitude, h.location.longitude)
-                          for h in sorted(self._hosts, key=lambda h: h.name)
+            hosts = tuple(h.view for h in sorted(self._hosts, key=_name)
                           if not h.gone and h.state is not HostState.STOPPED)
             apps = tuple(App(a.name, a.services) for a in self.scenario.apps)
             services = tuple(Service(s.name, low, s.max_replicas)
                              for s, low in zip(self.scenario.services, minimums, strict=True))
-            containers = tuple(self._containers[name].view for name in sorted(self._containers))
+            containers = tuple(c.view for c in self._roster.containers)
             self._inventory_cache = Inventory(hosts, apps, services, containers)
         return self._inventory_cache
 
@@ -821,21 +894,20 @@ class World:
         """Placement's view: every host that exists (running, starting, being drained or stopped) with its
         measured use, and every container with its demand (starting ones marked). Objects whose numbers moved
         by less than ``DEMAND_TOLERANCE`` are reused, and so is the whole cluster when nothing moved."""
-        load, layout = self._load(), self._cluster_layout()
+        load, layout, roster = self._load(), self._host_layout(), self._roster
         expected = self._expected_cpu(load)
         per_service = np.array([expected[s.name] for s in self.scenario.services])
-        demand = np.append(load.expected_demand, 0.0)[layout.position]  # position -1 (starting) reads the 0 appended
-        want = np.where(layout.position >= 0, demand, per_service[layout.service]) if layout.service.size \
-            else np.zeros(0)
-        rebuilt = False
-        for i in np.flatnonzero(~_close(layout.published, want)).tolist():
-            c = layout.containers[i]
-            spec = self.scenario.service_by_name[c.service]
-            layout.demands[i] = self._demands[c.name] = ContainerDemand(
-                c.name, c.service, c.host, Resources(float(want[i]), spec.memory, spec.disk),
-                starting=c.state == "starting", lineage=c.lineage)
-            layout.published[i] = want[i]
-            rebuilt = True
+        position = roster.running_positions()
+        demand = np.append(load.expected_demand, 0.0)[position]  # position -1 (starting) reads the 0 appended
+        want = np.where(position >= 0, demand, per_service[roster.service]) if position.size else np.zeros(0)
+        moved = np.flatnonzero(~_close(roster.told_cpu, want))
+        for i, cpu in zip(moved.tolist(), want[moved].tolist(), strict=True):
+            c = roster.containers[i]
+            memory, disk = self._footprint[c.service]
+            roster.told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk),
+                                             c.state == "starting", False, c.lineage)
+        roster.told_cpu[moved] = want[moved]
+        rebuilt = moved.size > 0
         index = layout.host_index
         used = np.stack([load.host_cpu[index], load.host_ram[index], load.host_disk[index]], axis=-1) \
             if index.size else np.zeros((0, 3))
@@ -847,23 +919,15 @@ class World:
             layout.host_published[i] = used[i]
             rebuilt = True
         if rebuilt or layout.cluster is None:
-            layout.cluster = Cluster(tuple(layout.capacities), tuple(layout.demands), self.scenario.cloud_regions)
+            layout.cluster = Cluster(tuple(layout.capacities), tuple(roster.told), self.scenario.cloud_regions)
         return layout.cluster
 
-    def _cluster_layout(self) -> _ClusterLayout:
-        """Hosts and containers in the cluster's order, with the objects last published for them (rebuilt when
-        hosts or containers change; a published object whose state differs is marked for rebuilding)."""
+    def _host_layout(self) -> _HostLayout:
+        """Hosts in the cluster's order, with the objects last published for them (rebuilt when hosts or
+        containers change; a published object whose state differs is marked for rebuilding). The containers'
+        side is kept by the roster."""
         if self._layout_cache is not None:
             return self._layout_cache
-        routing = self._routing()
-        running_at = {name: i for i, name in enumerate(routing.running)}
-        containers = sorted(self._containers.values(), key=lambda c: c.name)
-        demands, published = [], []
-        for c in containers:
-            known = self._demands.get(c.name)
-            fresh = known is not None and known.starting == (c.state == "starting") and known.host == c.host
-            demands.append(known)
-            published.append(known.demand.cpu if fresh and known is not None else math.nan)
         hosts = sorted((h for h in self._hosts if not h.gone), key=lambda h: h.name)
         capacities, host_published = [], []
         for h in hosts:
@@ -872,12 +936,7 @@ class World:
             capacities.append(capacity)
             host_published.append([capacity.used.cpu, capacity.used.ram, capacity.used.disk]
                                   if fresh and capacity is not None else [math.nan] * 3)
-        self._layout_cache = _ClusterLayout(
-            containers=containers,
-            position=np.array([running_at.get(c.name, -1) for c in containers], dtype=np.int64),
-            service=np.array([self._service_index[c.service] for c in containers], dtype=np.int64),
-            demands=demands,
-            published=np.array(published, dtype=np.float64),
+        self._layout_cache = _HostLayout(
             hosts=hosts,
             host_index=np.array([h.index for h in hosts], dtype=np.int64),
             capacities=capacities,
@@ -960,20 +1019,19 @@ class World:
         request rate, the request-weighted client-to-replica distance (mean and 95th percentile, first hop
         only) and the containers that want more cpu than they get."""
         self.advance(at)
-        load, routing = self._load(), self._routing()
-        up = [h for h in self._hosts if not h.gone and h.state in _RUNS]
+        load, routing, hosts = self._load(), self._routing(), self._host_summary()
         served = ~np.isnan(routing.first_hop_km)
         weights = np.where(served, load.rates, 0.0)
         distances = np.nan_to_num(routing.first_hop_km)
         total = float(weights.sum())
         return {
             "at": self.now,
-            "hosts_running": len(up),
-            "cloud_hosts_running": sum(h.kind is HostKind.CLOUD for h in up),
-            "edge_hosts_running": sum(h.kind is HostKind.EDGE for h in up),
+            "hosts_running": hosts.running,
+            "cloud_hosts_running": hosts.cloud_running,
+            "edge_hosts_running": hosts.edge_running,
             "containers_running": len(routing.running),
-            "containers_starting": sum(c.state == "starting" for c in self._containers.values()),
-            "cost_per_hour_usd": self.cost_per_hour(),
+            "containers_starting": len(self._roster.containers) - len(self._roster.running),
+            "cost_per_hour_usd": hosts.cost_per_hour,
             "cost_usd": self.cost_usd,
             "requests_per_sec": float(load.rates.sum()),
             "unserved_requests_per_sec": float(load.rates.sum()) - total,
@@ -993,10 +1051,7 @@ class World:
 
     def replicas(self) -> dict[str, int]:
         """Service -> its containers, running or starting (every service, 0 included)."""
-        counts = {s.name: 0 for s in self.scenario.services}
-        for c in self._containers.values():
-            counts[c.service] += 1
-        return counts
+        return dict(zip((s.name for s in self.scenario.services), self._roster.replicas, strict=True))
 
     def snapshot(self) -> dict[str, Any]:
         """The world now, as plain data for a report's map: ``hosts`` (not terminated), ``containers`` (running
@@ -1019,6 +1074,33 @@ class World:
                 for w, r in zip(self._sources, rates.tolist(), strict=True)
             ],
         }
+
+
+_name = attrgetter("name")
+
+
+class _SampleKeys:
+    """The entity and field columns of ``World.samples``: every container field over the containers in order,
+    then every host field over the hosts. Made by concatenating slices of long runs of each name, which is several
+    times cheaper than gathering them."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, pl.Series] = {}
+
+    def columns(self, containers: list[str], hosts: list[str]) -> tuple[pl.Series, pl.Series]:
+        n, m = len(containers), len(hosts)
+        entity = pl.concat([pl.Series("entity", containers, pl.String)] * len(CONTAINER_FIELDS)
+                           + [pl.Series("entity", hosts, pl.String)] * len(HOST_FIELDS), rechunk=True)
+        fields = pl.concat([self._run(f, n) for f in CONTAINER_FIELDS] + [self._run(f, m) for f in HOST_FIELDS],
+                           rechunk=True)
+        return entity, fields
+
+    def _run(self, field_name: str, length: int) -> pl.Series:
+        """``field_name`` repeated ``length`` times (a slice of a run kept and lengthened as needed)."""
+        run = self._runs.get(field_name)
+        if run is None or run.len() < length:
+            run = self._runs[field_name] = pl.Series("field", [field_name] * max(2 * length, 1024), pl.String)
+        return run.slice(0, length)
 
 
 def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:

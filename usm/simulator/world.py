@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from operator import attrgetter
@@ -193,6 +193,18 @@ class _Routing:
     running_hosts: NDArray[np.int64]  # indices of hosts whose containers run, by name
     entity: pl.Series
     field: pl.Series
+    placed: _Placed  # what they take whatever the rates
+
+    @cached_property
+    def served(self) -> NDArray[np.bool_]:
+        """Per source: whether a replica serves it."""
+        return ~np.isnan(self.first_hop_km)
+
+    @cached_property
+    def first_hop_order(self) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """The first-hop distances (0 where no replica serves) and their stable ascending order."""
+        distances = np.nan_to_num(self.first_hop_km)
+        return distances, np.argsort(distances, kind="stable")
 
 
 @dataclass
@@ -229,6 +241,26 @@ class _HostSummary:
     edge_running: int
     cloud_up: int  # cloud hosts starting, running or being drained: those that cost
     cost_per_hour: float
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """What a routing's running containers and hosts take whatever the rates: per running container (in the
+    routing's order), per host index, and per running host (``running_hosts`` order)."""
+
+    cpu_per_request: NDArray[np.float64]
+    rx_per_request: NDArray[np.float64]
+    tx_per_request: NDArray[np.float64]
+    cores: NDArray[np.float64]  # of the container's host
+    memory: NDArray[np.float64]
+    memory_percent: NDArray[np.float64]  # of the host's ram
+    runs: NDArray[np.float64]  # per host: 1 where containers run, else 0
+    host_ram: NDArray[np.float64]  # per host: its containers' memory and the system's (0 where nothing runs)
+    host_disk: NDArray[np.float64]
+    running_cores: NDArray[np.float64]
+    running_ram: NDArray[np.float64]
+    running_ram_percent: NDArray[np.float64]
+    running_disk_available: NDArray[np.float64]
 
 
 @dataclass
@@ -447,6 +479,7 @@ class World:
         self._host_cores = np.array([h.total.cpu for h in self._hosts])
         self._host_ram_total = np.array([h.total.ram for h in self._hosts])
         self._host_disk_total = np.array([h.total.disk for h in self._hosts])
+        self._host_room = np.maximum(self._host_cores - HOST_BASE.cpu, 0.0)  # cores left to containers
         place_lat = np.concatenate([self._source_lat, self._host_lat])
         place_lon = np.concatenate([self._source_lon, self._host_lon])
         self._place_km = haversine_m(place_lat[:, None], place_lon[:, None], self._host_lat, self._host_lon) / 1000.0
@@ -757,7 +790,7 @@ class World:
         entity, fields = self._sample_keys.columns(running, [self._hosts[i].name for i in running_hosts.tolist()])
         self._routing_cache = _Routing(running, service, host, routes, hop_km, first_hop,
                                        {s.name: p.origins for s, p in zip(self.scenario.services, parts, strict=True)},
-                                       running_hosts, entity, fields)
+                                       running_hosts, entity, fields, self._placed(service, host, running_hosts))
         return self._routing_cache
 
     def _origins(self, name: str, host: NDArray[np.int64], replicas_of: list[NDArray[np.int64]]) \
@@ -800,19 +833,38 @@ class World:
         return _ServiceRouting(version, self._place_km, points, (places, matrix), assignment.T @ matrix,
                                assignment.T @ (matrix * hop[:, None]), hop[: sources.size])
 
+    def _placed(self, s: NDArray[np.int64], h: NDArray[np.int64], hosts: NDArray[np.int64]) -> _Placed:
+        """What running containers (of services ``s`` on hosts ``h``) and the running ``hosts`` take whatever the
+        rates."""
+        n_hosts = len(self._hosts)
+        runs = np.zeros(n_hosts)
+        runs[hosts] = 1.0
+        memory = self._memory[s]
+        host_ram = (np.bincount(h, weights=memory, minlength=n_hosts) + HOST_BASE.ram) * runs
+        host_disk = (np.bincount(h, weights=self._disk[s], minlength=n_hosts) + HOST_BASE.disk) * runs
+        return _Placed(
+            cpu_per_request=self._cpu_per_request[s], rx_per_request=self._rx_per_request[s],
+            tx_per_request=self._tx_per_request[s], cores=self._host_cores[h], memory=memory,
+            memory_percent=100.0 * memory / self._host_ram_total[h], runs=runs, host_ram=host_ram, host_disk=host_disk,
+            running_cores=self._host_cores[hosts], running_ram=host_ram[hosts],
+            running_ram_percent=100.0 * host_ram[hosts] / self._host_ram_total[hosts],
+            running_disk_available=np.maximum(self._host_disk_total[hosts] - host_disk[hosts], 0.0),
+        )
+
     def _load(self) -> _Load:
         """The load at the current time (cached until time or state changes)."""
         if self._load_cache is not None and self._load_cache.at == self.now:
             return self._load_cache
         routing = self._routing()
+        placed = routing.placed
         rates, expected_rates = self.source_rates(self.now), self.source_rates(self.now, noise=False)
         served = routing.routes @ rates
-        s, h = routing.service, routing.host
+        h = routing.host
         n_hosts = len(self._hosts)
-        demand = served * self._cpu_per_request[s]
-        expected_demand = (routing.routes @ expected_rates) * self._cpu_per_request[s]
+        demand = served * placed.cpu_per_request
+        expected_demand = (routing.routes @ expected_rates) * placed.cpu_per_request
         host_demand = np.bincount(h, weights=demand, minlength=n_hosts)
-        room = np.maximum(self._host_cores - HOST_BASE.cpu, 0.0)
+        room = self._host_room
         scale = np.where(host_demand > room, room / np.maximum(host_demand, _EPSILON), 1.0)
         cpu = demand * scale[h]
         overloaded = demand > cpu * (1.0 + 1e-9) + _EPSILON
@@ -821,16 +873,13 @@ class World:
         hop = routing.hop_km @ rates
         mean_km = np.divide(hop, served, out=np.zeros_like(hop), where=served > 0)
         latency = 2.0 * mean_km / 100.0 + 5.0 + penalty[h]
-        rx = served * self._rx_per_request[s]
-        tx = served * self._tx_per_request[s]
-        runs = np.zeros(n_hosts)
-        runs[routing.running_hosts] = 1.0
+        rx = served * placed.rx_per_request
+        tx = served * placed.tx_per_request
         self._load_cache = _Load(
             at=self.now, rates=rates, expected_rates=expected_rates, served=served, demand=demand,
             expected_demand=expected_demand, cpu=cpu, latency=latency, overloaded=overloaded,
-            host_cpu=(np.bincount(h, weights=cpu, minlength=n_hosts) + HOST_BASE.cpu) * runs,
-            host_ram=(np.bincount(h, weights=self._memory[s], minlength=n_hosts) + HOST_BASE.ram) * runs,
-            host_disk=(np.bincount(h, weights=self._disk[s], minlength=n_hosts) + HOST_BASE.disk) * runs,
+            host_cpu=(np.bincount(h, weights=cpu, minlength=n_hosts) + HOST_BASE.cpu) * placed.runs,
+            host_ram=placed.host_ram, host_disk=placed.host_disk,
             host_rx=np.bincount(h, weights=rx, minlength=n_hosts),
             host_tx=np.bincount(h, weights=tx, minlength=n_hosts),
             rx=rx, tx=tx,
@@ -851,30 +900,30 @@ class World:
             policy = Policy(Settings(period=self.scenario.tick, seed=self.seed), simulated_metrics=active)
             samples = apply_simulated_metrics(policy, inventory, at, samples)
         failures, self._failures = tuple(self._failures), []
+        routing = self._routing()
         return Observation(inventory=inventory, placement=self.cluster, samples=samples,
-                           requests=self._requests(load), services=self._service_specs(load), failures=failures,
-                           options=self.placement_options())
+                           requests=_Lazy(lambda: self._requests(routing, load)), services=self._service_specs(load),
+                           failures=failures, options=self.placement_options())
 
     def samples(self) -> pl.DataFrame:
         """One sample per running container and host and field, at the current time."""
         routing, load = self._routing(), self._load()
-        h, hosts = routing.host, routing.running_hosts
-        cores, ram_total = self._host_cores, self._host_ram_total
+        placed, hosts = routing.placed, routing.running_hosts
+        host_cpu = load.host_cpu[hosts]
         values = np.concatenate([
-            load.cpu, 100.0 * load.cpu / cores[h],
-            self._memory[routing.service], 100.0 * self._memory[routing.service] / ram_total[h],
+            load.cpu, 100.0 * load.cpu / placed.cores,
+            placed.memory, placed.memory_percent,
             load.rx, load.tx, load.served, load.latency,
-            load.host_cpu[hosts], 100.0 * load.host_cpu[hosts] / cores[hosts],
-            load.host_ram[hosts], 100.0 * load.host_ram[hosts] / ram_total[hosts],
-            np.maximum(self._host_disk_total[hosts] - load.host_disk[hosts], 0.0),
+            host_cpu, 100.0 * host_cpu / placed.running_cores,
+            placed.running_ram, placed.running_ram_percent, placed.running_disk_available,
             load.host_rx[hosts], load.host_tx[hosts],
         ])
-        return pl.DataFrame({
-            "ts": np.full(values.size, self.now),
-            "entity": routing.entity,
-            "field": routing.field,
-            "value": values,
-        }, schema=SAMPLE_SCHEMA)
+        return pl.DataFrame([  # columns of SAMPLE_SCHEMA, made as such (several times faster than casting to it)
+            pl.Series("ts", np.full(values.size, self.now, dtype=np.float64)),
+            routing.entity,
+            routing.field,
+            pl.Series("value", values.astype(np.float64, copy=False)),
+        ])
 
     def inventory(self) -> Inventory:
         """The engine's view: hosts that run or start, apps, services, and containers running or starting."""
@@ -886,7 +935,7 @@ class World:
             apps = tuple(App(a.name, a.services) for a in self.scenario.apps)
             services = tuple(Service(s.name, low, s.max_replicas)
                              for s, low in zip(self.scenario.services, minimums, strict=True))
-            containers = tuple(c.view for c in self._roster.containers)
+            containers = tuple(map(_view, self._roster.containers))
             self._inventory_cache = Inventory(hosts, apps, services, containers)
         return self._inventory_cache
 
@@ -976,8 +1025,8 @@ class World:
         return tuple(effective_min_replicas(s.min_replicas, self._windows.get(s.name, ()), self.now, s.start_time)
                      for s in self.scenario.services)
 
-    def _requests(self, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
-        routing = self._routing()
+    def _requests(self, routing: _Routing, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
+        """Per service, where its requests came from over the request window, at ``load``'s rates."""
         result = {}
         for name in self.scenario.service_order:
             places, matrix = routing.origins[name]
@@ -1020,9 +1069,8 @@ class World:
         only) and the containers that want more cpu than they get."""
         self.advance(at)
         load, routing, hosts = self._load(), self._routing(), self._host_summary()
-        served = ~np.isnan(routing.first_hop_km)
-        weights = np.where(served, load.rates, 0.0)
-        distances = np.nan_to_num(routing.first_hop_km)
+        distances, order = routing.first_hop_order
+        weights = np.where(routing.served, load.rates, 0.0)
         total = float(weights.sum())
         return {
             "at": self.now,
@@ -1036,7 +1084,7 @@ class World:
             "requests_per_sec": float(load.rates.sum()),
             "unserved_requests_per_sec": float(load.rates.sum()) - total,
             "mean_distance_km": float(weights @ distances / total) if total > 0 else math.nan,
-            "p95_distance_km": weighted_quantile(distances, weights, 0.95),
+            "p95_distance_km": weighted_quantile(distances, weights, 0.95, order),
             "overloaded_containers": int(load.overloaded.sum()),
         }
 
@@ -1077,6 +1125,7 @@ class World:
 
 
 _name = attrgetter("name")
+_view = attrgetter("view")
 
 
 class _SampleKeys:
@@ -1103,12 +1152,39 @@ class _SampleKeys:
         return run.slice(0, length)
 
 
-def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
-    """The smallest value at or below which at least ``q`` of the total weight lies; nan for no weight."""
+class _Lazy(Mapping[str, Any]):
+    """A mapping made on first use: the request locations of an observation, which only cycles that plan read."""
+
+    def __init__(self, make: Callable[[], Mapping[str, Any]]) -> None:
+        self._make: Callable[[], Mapping[str, Any]] | None = make
+        self._made: Mapping[str, Any] = {}
+
+    def _mapping(self) -> Mapping[str, Any]:
+        if self._make is not None:
+            self._made, self._make = self._make(), None
+        return self._made
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __repr__(self) -> str:
+        return repr(self._mapping())
+
+
+def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float,
+                      order: NDArray[np.int64] | None = None) -> float:
+    """The smallest value at or below which at least ``q`` of the total weight lies; nan for no weight. ``order``:
+    the values' stable ascending order (``np.argsort(values, kind="stable")``), when known already."""
     total = float(weights.sum())
     if total <= 0:
         return math.nan
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values, kind="stable") if order is None else order
     cumulative = np.cumsum(weights[order])
     position = int(np.searchsorted(cumulative, q * total - 1e-12 * total, side="left"))
     return float(values[order][min(position, order.size - 1)])

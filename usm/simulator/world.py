@@ -497,7 +497,7 @@ class World:
         """Stop a host (or terminate it, ``gone``) with every container on it. Costs were accrued up to now by
         ``advance``, which every change goes through first."""
         self._drains.pop(host.name, None)
-        for name in sorted(n for n, c in self._containers.items() if c.host == host.name):
+        for name in [c.name for c in self._roster.containers if c.host == host.name]:  # in name order
             self._remove(name, failed=failed, why=f"its host {host.name} {why}")
         host.state = HostState.STOPPED
         host.generation += 1
@@ -802,20 +802,28 @@ class World:
         sources = self._sources_of[name]
         if not self._callers[name]:
             return sources, self._source_places[name], self._source_vectors[name]
-        positions = np.concatenate([replicas_of[self._service_index[c]] for c in self._callers[name]])
-        rows = np.concatenate([self._service_routing[c].routes for c in self._callers[name]])
-        callers = np.argsort(positions)  # the callers' replicas in running order
-        on = host[positions[callers]]
+        on, rows = self._callers_in_running_order(name, host, replicas_of)
         present = np.zeros(len(self._hosts), dtype=np.bool_)
         present[on] = True
         hosts, which = np.flatnonzero(present), (np.cumsum(present) - 1)[on]
         grouping = np.zeros((hosts.size, on.size))
         grouping[which, np.arange(on.size)] = 1.0
-        by_host = grouping @ rows[callers]
+        by_host = grouping @ rows
         calling = by_host.any(axis=1)
         hosts, by_host = hosts[calling], by_host[calling]
         places = self._source_places[name] + [self._hosts[h].location for h in hosts.tolist()]
         return np.concatenate([sources, n_sources + hosts]), places, np.concatenate([self._source_vectors[name], by_host])
+
+    def _callers_in_running_order(self, name: str, host: NDArray[np.int64], replicas_of: list[NDArray[np.int64]]) \
+            -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The hosts of the running replicas of ``name``'s callers and their rows of the routing, in running order
+        (a single caller's part is in that order already)."""
+        callers = self._callers[name]
+        if len(callers) == 1:
+            return host[replicas_of[self._service_index[callers[0]]]], self._service_routing[callers[0]].routes
+        positions = np.concatenate([replicas_of[self._service_index[c]] for c in callers])
+        order = np.argsort(positions)
+        return host[positions[order]], np.concatenate([self._service_routing[c].routes for c in callers])[order]
 
     def _route_service(self, name: str, on: NDArray[np.int64], points: NDArray[np.int64], places: list[Coordinates],
                        matrix: NDArray[np.float64]) -> _ServiceRouting:
@@ -950,11 +958,11 @@ class World:
         demand = np.append(load.expected_demand, 0.0)[position]  # position -1 (starting) reads the 0 appended
         want = np.where(position >= 0, demand, per_service[roster.service]) if position.size else np.zeros(0)
         moved = np.flatnonzero(~_close(roster.told_cpu, want))
-        for i, cpu in zip(moved.tolist(), want[moved].tolist(), strict=True):
-            c = roster.containers[i]
-            memory, disk = self._footprint[c.service]
-            roster.told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk),
-                                             c.state == "starting", False, c.lineage)
+        containers, told, footprint = roster.containers, roster.told, self._footprint
+        for i, cpu, runs in zip(moved.tolist(), want[moved].tolist(), roster.is_running[moved].tolist(), strict=True):
+            c = containers[i]
+            memory, disk = footprint[c.service]
+            told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk), not runs, False, c.lineage)
         roster.told_cpu[moved] = want[moved]
         rebuilt = moved.size > 0
         index = layout.host_index

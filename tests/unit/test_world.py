@@ -460,3 +460,93 @@ def test_a_replica_near_the_crowd_brings_the_distance_down():
 def test_weighted_quantile(values, weights, q, expected):
     import numpy as np
     assert weighted_quantile(np.array(values, float), np.array(weights, float), q) == expected
+
+
+def test_weighted_quantile_with_the_order_known():
+    import numpy as np
+    values, weights = np.array([3.0, 1.0, 2.0, 1.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    order = np.argsort(values, kind="stable")
+    assert weighted_quantile(values, weights, 0.6, order) == weighted_quantile(values, weights, 0.6) == 1.0
+    assert weighted_quantile(values, weights, 0.7, order) == weighted_quantile(values, weights, 0.7) == 2.0
+
+
+def fresh_copy(world: World) -> World:
+    """A world built directly in ``world``'s present state (every container running): nothing kept from before."""
+    snapshot = world.snapshot()
+    assert all(c["state"] == "running" for c in snapshot["containers"])
+    states = {h["name"]: HostState(h["state"]) for h in snapshot["hosts"]}
+    scenario = world.scenario
+    return World(replace(scenario, hosts=tuple(replace(h, state=states[h.name]) for h in scenario.hosts),
+                         containers=tuple(InitialContainer(c["name"], c["service"], c["host"])
+                                          for c in snapshot["containers"])), seed=world.seed)
+
+
+def assert_observes_as_fresh(world: World, at: float) -> None:
+    """What ``world`` (with its kept routing, roster and published objects) observes at ``at`` is what a world
+    built in the same state observes, to the bit; placement's demands are within the tolerance."""
+    world.advance(at)
+    fresh = fresh_copy(world)
+    kept, new = world.observe(at), fresh.observe(at)
+    assert kept.samples.equals(new.samples)
+    assert kept.inventory == new.inventory
+    assert dict(kept.requests) == dict(new.requests)
+    assert kept.services == new.services
+    assert world.replicas() == fresh.replicas()
+    assert {k: v for k, v in world.kpis(at).items() if k != "cost_usd"} == \
+        pytest.approx({k: v for k, v in fresh.kpis(at).items() if k != "cost_usd"}, abs=0, rel=0, nan_ok=True)
+    assert [(h.name, h.state) for h in kept.cluster.hosts] == [(h.name, h.state) for h in new.cluster.hosts]
+    assert [(c.name, c.host, c.starting) for c in kept.cluster.containers] == \
+        [(c.name, c.host, c.starting) for c in new.cluster.containers]
+    for told, exact in zip(kept.cluster.containers, new.cluster.containers, strict=True):
+        assert told.demand.cpu == pytest.approx(exact.demand.cpu, rel=0.021, abs=1e-6)
+
+
+class TestKeptViews:
+    """The world keeps its routing (per service), its containers in order and what it told placement from one
+    observation to the next; whatever changes, it observes exactly as a world built afresh in the same state."""
+
+    @pytest.fixture
+    def world(self) -> World:
+        """web calls api, which calls db, on four hosts; callers in Porto and Barcelona."""
+        return world_of(
+            [edge("lisbon", LISBON), edge("madrid", MADRID), edge("paris", PARIS),
+             edge("barcelona", BARCELONA, state=HostState.STOPPED)],
+            [service("web", "api"), service("api", "db"), service("db", cpu=0.002)],
+            [("web-1", "web", "lisbon"), ("web-2", "web", "madrid"), ("api-1", "api", "lisbon"),
+             ("db-1", "db", "paris")],
+            [source("porto", PORTO, 10), source("barcelona-users", BARCELONA, 20)],
+        )
+
+    def test_a_container_starts(self, world):
+        assert_observes_as_fresh(world, 0.0)
+        assert world.execute(PlaceReplica("api", MADRID, UseHost("madrid", 0)), 0.0).ok
+        world.observe(5.0)  # still starting
+        assert_observes_as_fresh(world, 15.0)
+        assert world.observe(15.0).cluster.container("api-2").starting is False
+
+    def test_a_replica_nobody_calls_leaves_its_dependencies_as_they_were(self, world):
+        assert_observes_as_fresh(world, 0.0)
+        assert world.execute(PlaceReplica("web", PARIS, UseHost("paris", 0)), 0.0).ok  # farther than Madrid
+        assert_observes_as_fresh(world, 15.0)
+        assert value(world.observe(30.0).samples, "web-3", "requests_per_sec") == 0
+
+    def test_a_container_stops(self, world):
+        assert_observes_as_fresh(world, 0.0)
+        assert world.execute(StopContainer("web-2", "madrid"), 15.0).ok
+        assert_observes_as_fresh(world, 15.0)
+        assert value(world.observe(30.0).samples, "web-1", "requests_per_sec") == 30
+
+    def test_a_container_moves(self, world):
+        assert_observes_as_fresh(world, 0.0)
+        assert world.execute(MoveContainer("api-1", "api", "lisbon", LISBON, UseHost("madrid", 0)), 0.0).ok
+        assert_observes_as_fresh(world, 15.0)  # the copy runs, the original is gone
+        assert world.replicas() == {"web": 2, "api": 1, "db": 1}
+
+    def test_a_host_stops_and_one_starts(self, world):
+        assert_observes_as_fresh(world, 0.0)
+        assert world.execute(StopHost("lisbon"), 15.0).ok  # web-1 and api-1 go with it
+        assert_observes_as_fresh(world, 15.0)
+        assert world.execute(PlaceReplica("api", BARCELONA, StartHost("barcelona", 0)), 15.0).ok
+        assert_observes_as_fresh(world, 60.0)  # booted (30 s), then started (10 s)
+        kpis = world.kpis(60.0)
+        assert kpis["hosts_running"] == 3 and kpis["edge_hosts_running"] == 3

@@ -58,6 +58,7 @@ class ControlLoop:
         self.support = support
         self.last_pruned = 0.0
         self._logged_inventory: Inventory | None = None  # as the decision log last recorded it
+        self._regions: tuple[Inventory, dict[str, int]] | None = None  # an inventory and its containers by region
 
     def run_cycle(self, at: float) -> CycleReport:
         observation = self.collector.observe(at)
@@ -75,13 +76,20 @@ class ControlLoop:
                                                observation.options or self.options)
         outcomes = tuple(self._execute(item, at) for item in planned)
         support = () if self.support is None else \
-            tuple(self.support.step(containers_by_region(observation.inventory), at))
+            tuple(self.support.step(self._containers_by_region(observation.inventory), at))
         if self.log is not None:
             change = inventory_record(self._logged_inventory, observation.inventory, at)
             self._logged_inventory = observation.inventory
             self.log.write(cycle_records(cycle, planned, outcomes, change, support))
         self._housekeeping(at, settings.retention)
         return CycleReport(at, observation, cycle, planned, outcomes, support)
+
+    def _containers_by_region(self, inventory: Inventory) -> dict[str, int]:
+        """``containers_by_region`` of ``inventory``, counted again only when the collector hands a new inventory
+        (an inventory is frozen, and a collector whose world did not change hands the same one)."""
+        if self._regions is None or self._regions[0] is not inventory:
+            self._regions = (inventory, containers_by_region(inventory))
+        return dict(self._regions[1])
 
     def _execute(self, item: Planned, at: float) -> Outcome | None:
         if isinstance(item.step, (NoPlan, GiveUpRecovery)):

@@ -49,9 +49,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,7 @@ from usm.placement.plans import (
     UseHost,
 )
 from usm.placement.predictions import PredictionWindow, effective_min_replicas
+from usm.simulator.roster import Roster
 from usm.simulator.scenario import Fault, FaultKind, Scenario
 from usm.simulator.workload import noise_factors, rate
 
@@ -138,6 +140,11 @@ class _Host:
     ready_at: float = 0.0
     generation: int = 0  # bumped on every start and stop, so a stale boot event is ignored
     gone: bool = False  # terminated
+
+    @cached_property
+    def view(self) -> Host:
+        """The host as the engine's inventory shows it (while it runs or starts)."""
+        return Host(self.name, self.region, self.location.latitude, self.location.longitude)
 
 
 @dataclass
@@ -186,22 +193,74 @@ class _Routing:
     running_hosts: NDArray[np.int64]  # indices of hosts whose containers run, by name
     entity: pl.Series
     field: pl.Series
+    placed: _Placed  # what they take whatever the rates
+
+    @cached_property
+    def served(self) -> NDArray[np.bool_]:
+        """Per source: whether a replica serves it."""
+        return ~np.isnan(self.first_hop_km)
+
+    @cached_property
+    def first_hop_order(self) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """The first-hop distances (0 where no replica serves) and their stable ascending order."""
+        distances = np.nan_to_num(self.first_hop_km)
+        return distances, np.argsort(distances, kind="stable")
 
 
 @dataclass
-class _ClusterLayout:
-    """The cluster's hosts and containers in order, the objects last published for them and their numbers."""
+class _ServiceRouting:
+    """One service's part of the routing. It depends only on the service's running replicas (a container's host
+    never changes), on its callers' parts and on the distances, so it is kept while
+    those stay the same."""
 
-    containers: list[_Container]  # running and starting, by name
-    position: NDArray[np.int64]  # index of each in the routing's running list, -1 while starting
-    service: NDArray[np.int64]
-    demands: list[Any]  # ContainerDemand, or None before the first publication
-    published: NDArray[np.float64]  # the cpu demand each published object holds (nan: none)
+    version: int  # the roster's version of the service's running containers
+    place_km: NDArray[np.float64]  # the distance table it was worked out with (replaced when a host is added)
+    points: NDArray[np.int64]  # where its requests come from, as place numbers (sources, then hosts)
+    origins: tuple[list[Coordinates], NDArray[np.float64]]  # caller places, (places, sources)
+    routes: NDArray[np.float64]  # (replicas, sources): requests a replica serves per request of a source
+    hop_km: NDArray[np.float64]  # same shape: those requests times the distance of their last hop, in km
+    first_hop: NDArray[np.float64]  # per source of the service: distance to the replica serving it (nan: none)
+
+
+@dataclass
+class _HostLayout:
+    """The cluster's hosts in order, the objects last published for them and their numbers, and the cluster last
+    made (the containers' side is kept by the roster)."""
+
     hosts: list[_Host]  # every host not terminated, by name
     host_index: NDArray[np.int64]
     capacities: list[Any]  # HostCapacity, or None before the first publication
     host_published: NDArray[np.float64]  # (hosts, 3): the used cpu, ram, disk each published object holds
     cluster: Cluster | None = None
+
+
+@dataclass(frozen=True)
+class _HostSummary:
+    running: int  # hosts running or being drained
+    cloud_running: int
+    edge_running: int
+    cloud_up: int  # cloud hosts starting, running or being drained: those that cost
+    cost_per_hour: float
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """What a routing's running containers and hosts take whatever the rates: per running container (in the
+    routing's order), per host index, and per running host (``running_hosts`` order)."""
+
+    cpu_per_request: NDArray[np.float64]
+    rx_per_request: NDArray[np.float64]
+    tx_per_request: NDArray[np.float64]
+    cores: NDArray[np.float64]  # of the container's host
+    memory: NDArray[np.float64]
+    memory_percent: NDArray[np.float64]  # of the host's ram
+    runs: NDArray[np.float64]  # per host: 1 where containers run, else 0
+    host_ram: NDArray[np.float64]  # per host: its containers' memory and the system's (0 where nothing runs)
+    host_disk: NDArray[np.float64]
+    running_cores: NDArray[np.float64]
+    running_ram: NDArray[np.float64]
+    running_ram_percent: NDArray[np.float64]
+    running_disk_available: NDArray[np.float64]
 
 
 @dataclass
@@ -249,6 +308,7 @@ class World:
         services = scenario.services
         by_name = scenario.service_by_name
         self._cpu_per_request = np.array([s.cpu_per_request for s in services])
+        self._footprint = {s.name: (s.memory, s.disk) for s in services}  # what a container of each takes
         self._memory = np.array([s.memory for s in services])
         self._disk = np.array([s.disk for s in services])
         self._rx_per_request = np.array(
@@ -267,8 +327,9 @@ class World:
         self._rate_table = self._tabulate_rates()
         self._sources_of = {s.name: np.flatnonzero(self._source_service == self._service_index[s.name])
                             for s in services}
-        self._caller_indices = {name: np.array([self._service_index[c] for c in callers], dtype=np.int64)
-                                for name, callers in self._callers.items()}
+        self._source_places = {name: [self._sources[j].location for j in sources.tolist()]
+                               for name, sources in self._sources_of.items()}
+        self._source_vectors = {name: np.eye(len(self._sources))[sources] for name, sources in self._sources_of.items()}
 
         self._hosts: list[_Host] = []
         self._host_by_name: dict[str, _Host] = {}
@@ -277,17 +338,22 @@ class World:
                            definition.state, definition.region, definition.cloud_region,
                            definition.price_per_hour, definition.boot_time)
         self._containers: dict[str, _Container] = {}
+        self._roster: Roster[_Container] = Roster(len(services))
         for c in scenario.containers:
             self._used_names.add(c.name)
-            self._containers[c.name] = _Container(c.name, c.service, c.host, "running")
+            container = self._containers[c.name] = _Container(c.name, c.service, c.host, "running")
+            self._roster.add(container, self._service_index[c.service])
+            self._roster.run(container, self._service_index[c.service], self._host_by_name[c.host].index)
         for fault in scenario.faults:
             self._schedule(fault.at, "fault", fault=fault)
 
         self._routing_cache: _Routing | None = None
+        self._service_routing: dict[str, _ServiceRouting] = {}
+        self._sample_keys = _SampleKeys()
         self._inventory_cache: Inventory | None = None
+        self._summary_cache: _HostSummary | None = None
         self._load_cache: _Load | None = None
-        self._layout_cache: _ClusterLayout | None = None
-        self._demands: dict[str, ContainerDemand] = {}
+        self._layout_cache: _HostLayout | None = None
         self._capacities: dict[str, HostCapacity] = {}
         self.held: set[str] = set()  # services of apps waiting to be launched: no minimum is asked for them
         self._windows: dict[str, list[PredictionWindow]] = {}
@@ -321,8 +387,18 @@ class World:
 
     def cost_per_hour(self) -> float:
         """What the cloud hosts cost now (starting, running or being drained), in US dollars per hour."""
-        return sum((h.price_per_hour for h in self._hosts
-                    if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED), 0.0)
+        return self._host_summary().cost_per_hour
+
+    def _host_summary(self) -> _HostSummary:
+        """Hosts up by kind and what they cost (kept until a host changes: every change calls ``_changed``)."""
+        if self._summary_cache is None:
+            up = [h for h in self._hosts if not h.gone and h.state in _RUNS]
+            billed = [h for h in self._hosts if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED]
+            self._summary_cache = _HostSummary(
+                running=len(up), cloud_running=sum(h.kind is HostKind.CLOUD for h in up),
+                edge_running=sum(h.kind is HostKind.EDGE for h in up), cloud_up=len(billed),
+                cost_per_hour=sum((h.price_per_hour for h in billed), 0.0))
+        return self._summary_cache
 
     def _handle(self, event: _Event) -> None:
         if event.kind == "container":
@@ -348,6 +424,7 @@ class World:
         if host.state not in _RUNS or host.gone:
             return
         container.state = "running"
+        self._roster.run(container, self._service_index[container.service], host.index)
         self._changed(routing=True)
         self._note(f"container {name} of {container.service} is running on {host.name}")
         if container.replaces and container.replaces in self._containers:
@@ -385,6 +462,7 @@ class World:
 
     def _changed(self, routing: bool) -> None:
         self._inventory_cache = None
+        self._summary_cache = None
         self._load_cache = None
         self._layout_cache = None
         if routing:
@@ -401,6 +479,7 @@ class World:
         self._host_cores = np.array([h.total.cpu for h in self._hosts])
         self._host_ram_total = np.array([h.total.ram for h in self._hosts])
         self._host_disk_total = np.array([h.total.disk for h in self._hosts])
+        self._host_room = np.maximum(self._host_cores - HOST_BASE.cpu, 0.0)  # cores left to containers
         place_lat = np.concatenate([self._source_lat, self._host_lat])
         place_lon = np.concatenate([self._source_lon, self._host_lon])
         self._place_km = haversine_m(place_lat[:, None], place_lon[:, None], self._host_lat, self._host_lon) / 1000.0
@@ -418,7 +497,7 @@ class World:
         """Stop a host (or terminate it, ``gone``) with every container on it. Costs were accrued up to now by
         ``advance``, which every change goes through first."""
         self._drains.pop(host.name, None)
-        for name in sorted(n for n, c in self._containers.items() if c.host == host.name):
+        for name in [c.name for c in self._roster.containers if c.host == host.name]:  # in name order
             self._remove(name, failed=failed, why=f"its host {host.name} {why}")
         host.state = HostState.STOPPED
         host.generation += 1
@@ -440,6 +519,7 @@ class World:
         name = self._new_name(service)
         container = _Container(name, service, host.name, "starting", lineage, replaces)
         self._containers[name] = container
+        self._roster.add(container, self._service_index[service])
         begin = host.ready_at if host.state is HostState.STARTING else self.now
         self._schedule(max(begin, self.now) + self.scenario.service_by_name[service].start_time, "container", name)
         self._changed(routing=False)
@@ -448,6 +528,7 @@ class World:
 
     def _remove(self, name: str, failed: bool, why: str) -> None:
         container = self._containers.pop(name)
+        self._roster.remove(container, self._service_index[container.service])
         self._changed(routing=container.state == "running")
         self._note(f"container {name} {'failed' if failed else 'stopped'}: {why}")
         if failed and not (container.replaces and container.replaces in self._containers):
@@ -523,8 +604,7 @@ class World:
         return ""
 
     def _cloud_hosts_up(self) -> int:
-        return sum(1 for h in self._hosts
-                   if not h.gone and h.kind is HostKind.CLOUD and h.state is not HostState.STOPPED)
+        return self._host_summary().cloud_up
 
     def _receiving_host(self, on: HostChoice) -> _Host:
         """The host a container goes on, started or launched as the choice says (checked by ``_refusal``)."""
@@ -675,70 +755,124 @@ class World:
 
     def _routing(self) -> _Routing:
         """Who serves whom (cached until replicas or hosts change). Places are numbered: sources first, then
-        hosts, so that every distance is a look-up in ``_place_km``."""
+        hosts, so that every distance is a look-up in ``_place_km``. A service's part is worked out again only
+        when its running replicas or a caller's part changed (``_ServiceRouting``)."""
         if self._routing_cache is not None:
             return self._routing_cache
-        running = sorted(c.name for c in self._containers.values() if c.state == "running")
-        service = np.array([self._service_index[self._containers[n].service] for n in running], dtype=np.int64)
-        host = np.array([self._host_by_name[self._containers[n].host].index for n in running], dtype=np.int64)
-        n_sources = len(self._sources)
-        routes = np.zeros((len(running), n_sources))
-        hop_km = np.zeros((len(running), n_sources))
-        first_hop = np.full(n_sources, np.nan)
-        origins: dict[str, tuple[list[Coordinates], NDArray[np.float64]]] = {}
+        roster = self._roster
+        service, host = roster.running_service, roster.running_host
+        order = np.argsort(service, kind="stable")  # by service, then in running order
+        replicas_of = np.split(order, np.cumsum(np.bincount(service, minlength=len(self.scenario.services)))[:-1])
+        changed: set[str] = set()
         for name in self.scenario.service_order:
-            replicas = np.flatnonzero(service == self._service_index[name])
-            sources = self._sources_of[name]
-            places = [self._sources[j].location for j in sources.tolist()]
-            points = [sources]
-            vectors = [np.eye(n_sources)[sources]]
-            callers = np.flatnonzero(np.isin(service, self._caller_indices[name]))
-            if callers.size:
-                hosts, which = np.unique(host[callers], return_inverse=True)
-                grouping = (which[None, :] == np.arange(hosts.size)[:, None]).astype(np.float64)
-                by_host = grouping @ routes[callers]
-                calling = by_host.any(axis=1)
-                hosts, by_host = hosts[calling], by_host[calling]
-                places.extend(self._hosts[h].location for h in hosts.tolist())
-                points.append(n_sources + hosts)
-                vectors.append(by_host)
-            matrix = np.concatenate(vectors) if vectors else np.zeros((0, n_sources))
-            origins[name] = (places, matrix)
-            if replicas.size == 0 or not places:
+            index = self._service_index[name]
+            part = self._service_routing.get(name)
+            fresh = part is not None and part.version == roster.versions[index] and part.place_km is self._place_km
+            if fresh and changed.isdisjoint(self._callers[name]):
                 continue
-            km = self._place_km[np.ix_(np.concatenate(points), host[replicas])]
-            hop = km.min(axis=1)
-            closest = km <= hop[:, None] + TIE_KM
-            assignment = closest / closest.sum(axis=1, keepdims=True)  # ties share evenly
-            routes[replicas] += assignment.T @ matrix
-            hop_km[replicas] += assignment.T @ (matrix * hop[:, None])
-            first_hop[sources] = hop[: sources.size]
+            points, places, matrix = self._origins(name, host, replicas_of)
+            if fresh and part is not None and np.array_equal(points, part.points) \
+                    and np.array_equal(matrix, part.origins[1]):
+                continue  # its callers changed, but not where they call it from nor how much
+            self._service_routing[name] = self._route_service(name, host[replicas_of[index]], points, places, matrix)
+            changed.add(name)
+        parts = [self._service_routing[s.name] for s in self.scenario.services]
+        n, n_sources = service.size, len(self._sources)
+        routes, hop_km = np.empty((n, n_sources)), np.empty((n, n_sources))
+        routes[order] = np.concatenate([p.routes for p in parts])
+        hop_km[order] = np.concatenate([p.hop_km for p in parts])
+        first_hop = np.full(n_sources, np.nan)
+        for s, part in zip(self.scenario.services, parts, strict=True):
+            first_hop[self._sources_of[s.name]] = part.first_hop
         running_hosts = np.array(sorted((h.index for h in self._hosts if not h.gone and h.state in _RUNS),
                                         key=lambda i: self._hosts[i].name), dtype=np.int64)
-        names = pl.Series("entity", running + [self._hosts[i].name for i in running_hosts.tolist()], pl.String)
-        n, m = len(running), running_hosts.size
-        entity = names.gather(np.concatenate([np.tile(np.arange(n), len(CONTAINER_FIELDS)),
-                                              n + np.tile(np.arange(m), len(HOST_FIELDS))]))
-        field_names = pl.Series("field", CONTAINER_FIELDS + HOST_FIELDS, pl.String)
-        fields = field_names.gather(np.concatenate([np.repeat(np.arange(len(CONTAINER_FIELDS)), n),
-                                                    len(CONTAINER_FIELDS) + np.repeat(np.arange(len(HOST_FIELDS)), m)]))
-        self._routing_cache = _Routing(running, service, host, routes, hop_km, first_hop, origins, running_hosts,
-                                       entity, fields)
+        running = roster.running_names()
+        entity, fields = self._sample_keys.columns(running, [self._hosts[i].name for i in running_hosts.tolist()])
+        self._routing_cache = _Routing(running, service, host, routes, hop_km, first_hop,
+                                       {s.name: p.origins for s, p in zip(self.scenario.services, parts, strict=True)},
+                                       running_hosts, entity, fields, self._placed(service, host, running_hosts))
         return self._routing_cache
+
+    def _origins(self, name: str, host: NDArray[np.int64], replicas_of: list[NDArray[np.int64]]) \
+            -> tuple[NDArray[np.int64], list[Coordinates], NDArray[np.float64]]:
+        """Where the requests for ``name`` come from: its sources, then the hosts of its callers' replicas (with
+        what they serve there, from the callers' parts), as place numbers, places and a ``(places, sources)``
+        matrix of requests per request of a source."""
+        n_sources = len(self._sources)
+        sources = self._sources_of[name]
+        if not self._callers[name]:
+            return sources, self._source_places[name], self._source_vectors[name]
+        on, rows = self._callers_in_running_order(name, host, replicas_of)
+        present = np.zeros(len(self._hosts), dtype=np.bool_)
+        present[on] = True
+        hosts, which = np.flatnonzero(present), (np.cumsum(present) - 1)[on]
+        grouping = np.zeros((hosts.size, on.size))
+        grouping[which, np.arange(on.size)] = 1.0
+        by_host = grouping @ rows
+        calling = by_host.any(axis=1)
+        hosts, by_host = hosts[calling], by_host[calling]
+        places = self._source_places[name] + [self._hosts[h].location for h in hosts.tolist()]
+        return np.concatenate([sources, n_sources + hosts]), places, np.concatenate([self._source_vectors[name], by_host])
+
+    def _callers_in_running_order(self, name: str, host: NDArray[np.int64], replicas_of: list[NDArray[np.int64]]) \
+            -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The hosts of the running replicas of ``name``'s callers and their rows of the routing, in running order
+        (a single caller's part is in that order already)."""
+        callers = self._callers[name]
+        if len(callers) == 1:
+            return host[replicas_of[self._service_index[callers[0]]]], self._service_routing[callers[0]].routes
+        positions = np.concatenate([replicas_of[self._service_index[c]] for c in callers])
+        order = np.argsort(positions)
+        return host[positions[order]], np.concatenate([self._service_routing[c].routes for c in callers])[order]
+
+    def _route_service(self, name: str, on: NDArray[np.int64], points: NDArray[np.int64], places: list[Coordinates],
+                       matrix: NDArray[np.float64]) -> _ServiceRouting:
+        """Which of the service's replicas (on these hosts, in running order) serves the requests of each of its
+        origins: the closest, ties sharing evenly."""
+        n_sources, sources = len(self._sources), self._sources_of[name]
+        version = self._roster.versions[self._service_index[name]]
+        if not on.size or not places:
+            return _ServiceRouting(version, self._place_km, points, (places, matrix), np.zeros((on.size, n_sources)),
+                                   np.zeros((on.size, n_sources)), np.full(sources.size, np.nan))
+        km = self._place_km[points][:, on]
+        hop = km.min(axis=1)
+        closest = km <= hop[:, None] + TIE_KM
+        assignment = closest / closest.sum(axis=1, keepdims=True)  # ties share evenly
+        return _ServiceRouting(version, self._place_km, points, (places, matrix), assignment.T @ matrix,
+                               assignment.T @ (matrix * hop[:, None]), hop[: sources.size])
+
+    def _placed(self, s: NDArray[np.int64], h: NDArray[np.int64], hosts: NDArray[np.int64]) -> _Placed:
+        """What running containers (of services ``s`` on hosts ``h``) and the running ``hosts`` take whatever the
+        rates."""
+        n_hosts = len(self._hosts)
+        runs = np.zeros(n_hosts)
+        runs[hosts] = 1.0
+        memory = self._memory[s]
+        host_ram = (np.bincount(h, weights=memory, minlength=n_hosts) + HOST_BASE.ram) * runs
+        host_disk = (np.bincount(h, weights=self._disk[s], minlength=n_hosts) + HOST_BASE.disk) * runs
+        return _Placed(
+            cpu_per_request=self._cpu_per_request[s], rx_per_request=self._rx_per_request[s],
+            tx_per_request=self._tx_per_request[s], cores=self._host_cores[h], memory=memory,
+            memory_percent=100.0 * memory / self._host_ram_total[h], runs=runs, host_ram=host_ram, host_disk=host_disk,
+            running_cores=self._host_cores[hosts], running_ram=host_ram[hosts],
+            running_ram_percent=100.0 * host_ram[hosts] / self._host_ram_total[hosts],
+            running_disk_available=np.maximum(self._host_disk_total[hosts] - host_disk[hosts], 0.0),
+        )
 
     def _load(self) -> _Load:
         """The load at the current time (cached until time or state changes)."""
         if self._load_cache is not None and self._load_cache.at == self.now:
             return self._load_cache
         routing = self._routing()
+        placed = routing.placed
         rates, expected_rates = self.source_rates(self.now), self.source_rates(self.now, noise=False)
         served = routing.routes @ rates
-        s, h = routing.service, routing.host
+        h = routing.host
         n_hosts = len(self._hosts)
-        demand = served * self._cpu_per_request[s]
-        expected_demand = (routing.routes @ expected_rates) * self._cpu_per_request[s]
+        demand = served * placed.cpu_per_request
+        expected_demand = (routing.routes @ expected_rates) * placed.cpu_per_request
         host_demand = np.bincount(h, weights=demand, minlength=n_hosts)
-        room = np.maximum(self._host_cores - HOST_BASE.cpu, 0.0)
+        room = self._host_room
         scale = np.where(host_demand > room, room / np.maximum(host_demand, _EPSILON), 1.0)
         cpu = demand * scale[h]
         overloaded = demand > cpu * (1.0 + 1e-9) + _EPSILON
@@ -747,16 +881,13 @@ class World:
         hop = routing.hop_km @ rates
         mean_km = np.divide(hop, served, out=np.zeros_like(hop), where=served > 0)
         latency = 2.0 * mean_km / 100.0 + 5.0 + penalty[h]
-        rx = served * self._rx_per_request[s]
-        tx = served * self._tx_per_request[s]
-        runs = np.zeros(n_hosts)
-        runs[routing.running_hosts] = 1.0
+        rx = served * placed.rx_per_request
+        tx = served * placed.tx_per_request
         self._load_cache = _Load(
             at=self.now, rates=rates, expected_rates=expected_rates, served=served, demand=demand,
             expected_demand=expected_demand, cpu=cpu, latency=latency, overloaded=overloaded,
-            host_cpu=(np.bincount(h, weights=cpu, minlength=n_hosts) + HOST_BASE.cpu) * runs,
-            host_ram=(np.bincount(h, weights=self._memory[s], minlength=n_hosts) + HOST_BASE.ram) * runs,
-            host_disk=(np.bincount(h, weights=self._disk[s], minlength=n_hosts) + HOST_BASE.disk) * runs,
+            host_cpu=(np.bincount(h, weights=cpu, minlength=n_hosts) + HOST_BASE.cpu) * placed.runs,
+            host_ram=placed.host_ram, host_disk=placed.host_disk,
             host_rx=np.bincount(h, weights=rx, minlength=n_hosts),
             host_tx=np.bincount(h, weights=tx, minlength=n_hosts),
             rx=rx, tx=tx,
@@ -777,43 +908,42 @@ class World:
             policy = Policy(Settings(period=self.scenario.tick, seed=self.seed), simulated_metrics=active)
             samples = apply_simulated_metrics(policy, inventory, at, samples)
         failures, self._failures = tuple(self._failures), []
+        routing = self._routing()
         return Observation(inventory=inventory, placement=self.cluster, samples=samples,
-                           requests=self._requests(load), services=self._service_specs(load), failures=failures,
-                           options=self.placement_options())
+                           requests=_Lazy(lambda: self._requests(routing, load)), services=self._service_specs(load),
+                           failures=failures, options=self.placement_options())
 
     def samples(self) -> pl.DataFrame:
         """One sample per running container and host and field, at the current time."""
         routing, load = self._routing(), self._load()
-        h, hosts = routing.host, routing.running_hosts
-        cores, ram_total = self._host_cores, self._host_ram_total
+        placed, hosts = routing.placed, routing.running_hosts
+        host_cpu = load.host_cpu[hosts]
         values = np.concatenate([
-            load.cpu, 100.0 * load.cpu / cores[h],
-            self._memory[routing.service], 100.0 * self._memory[routing.service] / ram_total[h],
+            load.cpu, 100.0 * load.cpu / placed.cores,
+            placed.memory, placed.memory_percent,
             load.rx, load.tx, load.served, load.latency,
-            load.host_cpu[hosts], 100.0 * load.host_cpu[hosts] / cores[hosts],
-            load.host_ram[hosts], 100.0 * load.host_ram[hosts] / ram_total[hosts],
-            np.maximum(self._host_disk_total[hosts] - load.host_disk[hosts], 0.0),
+            host_cpu, 100.0 * host_cpu / placed.running_cores,
+            placed.running_ram, placed.running_ram_percent, placed.running_disk_available,
             load.host_rx[hosts], load.host_tx[hosts],
         ])
-        return pl.DataFrame({
-            "ts": np.full(values.size, self.now),
-            "entity": routing.entity,
-            "field": routing.field,
-            "value": values,
-        }, schema=SAMPLE_SCHEMA)
+        return pl.DataFrame([  # columns of SAMPLE_SCHEMA, made as such (several times faster than casting to it)
+            pl.Series("ts", np.full(values.size, self.now, dtype=np.float64)),
+            routing.entity,
+            routing.field,
+            pl.Series("value", values.astype(np.float64, copy=False)),
+        ])
 
     def inventory(self) -> Inventory:
         """The engine's view: hosts that run or start, apps, services, and containers running or starting."""
         minimums = self.min_replicas()
         if self._inventory_cache is None or minimums != self._inventory_minimums:
             self._inventory_minimums = minimums
-            hosts = tuple(Host(h.name, h.region, h.location.latitude, h.location.longitude)
-                          for h in sorted(self._hosts, key=lambda h: h.name)
+            hosts = tuple(h.view for h in sorted(self._hosts, key=_name)
                           if not h.gone and h.state is not HostState.STOPPED)
             apps = tuple(App(a.name, a.services) for a in self.scenario.apps)
             services = tuple(Service(s.name, low, s.max_replicas)
                              for s, low in zip(self.scenario.services, minimums, strict=True))
-            containers = tuple(self._containers[name].view for name in sorted(self._containers))
+            containers = tuple(map(_view, self._roster.containers))
             self._inventory_cache = Inventory(hosts, apps, services, containers)
         return self._inventory_cache
 
@@ -821,21 +951,20 @@ class World:
         """Placement's view: every host that exists (running, starting, being drained or stopped) with its
         measured use, and every container with its demand (starting ones marked). Objects whose numbers moved
         by less than ``DEMAND_TOLERANCE`` are reused, and so is the whole cluster when nothing moved."""
-        load, layout = self._load(), self._cluster_layout()
+        load, layout, roster = self._load(), self._host_layout(), self._roster
         expected = self._expected_cpu(load)
         per_service = np.array([expected[s.name] for s in self.scenario.services])
-        demand = np.append(load.expected_demand, 0.0)[layout.position]  # position -1 (starting) reads the 0 appended
-        want = np.where(layout.position >= 0, demand, per_service[layout.service]) if layout.service.size \
-            else np.zeros(0)
-        rebuilt = False
-        for i in np.flatnonzero(~_close(layout.published, want)).tolist():
-            c = layout.containers[i]
-            spec = self.scenario.service_by_name[c.service]
-            layout.demands[i] = self._demands[c.name] = ContainerDemand(
-                c.name, c.service, c.host, Resources(float(want[i]), spec.memory, spec.disk),
-                starting=c.state == "starting", lineage=c.lineage)
-            layout.published[i] = want[i]
-            rebuilt = True
+        position = roster.running_positions()
+        demand = np.append(load.expected_demand, 0.0)[position]  # position -1 (starting) reads the 0 appended
+        want = np.where(position >= 0, demand, per_service[roster.service]) if position.size else np.zeros(0)
+        moved = np.flatnonzero(~_close(roster.told_cpu, want))
+        containers, told, footprint = roster.containers, roster.told, self._footprint
+        for i, cpu, runs in zip(moved.tolist(), want[moved].tolist(), roster.is_running[moved].tolist(), strict=True):
+            c = containers[i]
+            memory, disk = footprint[c.service]
+            told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk), not runs, False, c.lineage)
+        roster.told_cpu[moved] = want[moved]
+        rebuilt = moved.size > 0
         index = layout.host_index
         used = np.stack([load.host_cpu[index], load.host_ram[index], load.host_disk[index]], axis=-1) \
             if index.size else np.zeros((0, 3))
@@ -847,23 +976,15 @@ class World:
             layout.host_published[i] = used[i]
             rebuilt = True
         if rebuilt or layout.cluster is None:
-            layout.cluster = Cluster(tuple(layout.capacities), tuple(layout.demands), self.scenario.cloud_regions)
+            layout.cluster = Cluster(tuple(layout.capacities), tuple(roster.told), self.scenario.cloud_regions)
         return layout.cluster
 
-    def _cluster_layout(self) -> _ClusterLayout:
-        """Hosts and containers in the cluster's order, with the objects last published for them (rebuilt when
-        hosts or containers change; a published object whose state differs is marked for rebuilding)."""
+    def _host_layout(self) -> _HostLayout:
+        """Hosts in the cluster's order, with the objects last published for them (rebuilt when hosts or
+        containers change; a published object whose state differs is marked for rebuilding). The containers'
+        side is kept by the roster."""
         if self._layout_cache is not None:
             return self._layout_cache
-        routing = self._routing()
-        running_at = {name: i for i, name in enumerate(routing.running)}
-        containers = sorted(self._containers.values(), key=lambda c: c.name)
-        demands, published = [], []
-        for c in containers:
-            known = self._demands.get(c.name)
-            fresh = known is not None and known.starting == (c.state == "starting") and known.host == c.host
-            demands.append(known)
-            published.append(known.demand.cpu if fresh and known is not None else math.nan)
         hosts = sorted((h for h in self._hosts if not h.gone), key=lambda h: h.name)
         capacities, host_published = [], []
         for h in hosts:
@@ -872,12 +993,7 @@ class World:
             capacities.append(capacity)
             host_published.append([capacity.used.cpu, capacity.used.ram, capacity.used.disk]
                                   if fresh and capacity is not None else [math.nan] * 3)
-        self._layout_cache = _ClusterLayout(
-            containers=containers,
-            position=np.array([running_at.get(c.name, -1) for c in containers], dtype=np.int64),
-            service=np.array([self._service_index[c.service] for c in containers], dtype=np.int64),
-            demands=demands,
-            published=np.array(published, dtype=np.float64),
+        self._layout_cache = _HostLayout(
             hosts=hosts,
             host_index=np.array([h.index for h in hosts], dtype=np.int64),
             capacities=capacities,
@@ -917,8 +1033,8 @@ class World:
         return tuple(effective_min_replicas(s.min_replicas, self._windows.get(s.name, ()), self.now, s.start_time)
                      for s in self.scenario.services)
 
-    def _requests(self, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
-        routing = self._routing()
+    def _requests(self, routing: _Routing, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
+        """Per service, where its requests came from over the request window, at ``load``'s rates."""
         result = {}
         for name in self.scenario.service_order:
             places, matrix = routing.origins[name]
@@ -960,25 +1076,23 @@ class World:
         request rate, the request-weighted client-to-replica distance (mean and 95th percentile, first hop
         only) and the containers that want more cpu than they get."""
         self.advance(at)
-        load, routing = self._load(), self._routing()
-        up = [h for h in self._hosts if not h.gone and h.state in _RUNS]
-        served = ~np.isnan(routing.first_hop_km)
-        weights = np.where(served, load.rates, 0.0)
-        distances = np.nan_to_num(routing.first_hop_km)
+        load, routing, hosts = self._load(), self._routing(), self._host_summary()
+        distances, order = routing.first_hop_order
+        weights = np.where(routing.served, load.rates, 0.0)
         total = float(weights.sum())
         return {
             "at": self.now,
-            "hosts_running": len(up),
-            "cloud_hosts_running": sum(h.kind is HostKind.CLOUD for h in up),
-            "edge_hosts_running": sum(h.kind is HostKind.EDGE for h in up),
+            "hosts_running": hosts.running,
+            "cloud_hosts_running": hosts.cloud_running,
+            "edge_hosts_running": hosts.edge_running,
             "containers_running": len(routing.running),
-            "containers_starting": sum(c.state == "starting" for c in self._containers.values()),
-            "cost_per_hour_usd": self.cost_per_hour(),
+            "containers_starting": len(self._roster.containers) - len(self._roster.running),
+            "cost_per_hour_usd": hosts.cost_per_hour,
             "cost_usd": self.cost_usd,
             "requests_per_sec": float(load.rates.sum()),
             "unserved_requests_per_sec": float(load.rates.sum()) - total,
             "mean_distance_km": float(weights @ distances / total) if total > 0 else math.nan,
-            "p95_distance_km": weighted_quantile(distances, weights, 0.95),
+            "p95_distance_km": weighted_quantile(distances, weights, 0.95, order),
             "overloaded_containers": int(load.overloaded.sum()),
         }
 
@@ -993,10 +1107,7 @@ class World:
 
     def replicas(self) -> dict[str, int]:
         """Service -> its containers, running or starting (every service, 0 included)."""
-        counts = {s.name: 0 for s in self.scenario.services}
-        for c in self._containers.values():
-            counts[c.service] += 1
-        return counts
+        return dict(zip((s.name for s in self.scenario.services), self._roster.replicas, strict=True))
 
     def snapshot(self) -> dict[str, Any]:
         """The world now, as plain data for a report's map: ``hosts`` (not terminated), ``containers`` (running
@@ -1021,12 +1132,67 @@ class World:
         }
 
 
-def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
-    """The smallest value at or below which at least ``q`` of the total weight lies; nan for no weight."""
+_name = attrgetter("name")
+_view = attrgetter("view")
+
+
+class _SampleKeys:
+    """The entity and field columns of ``World.samples``: every container field over the containers in order,
+    then every host field over the hosts. Made by concatenating slices of long runs of each name, which is several
+    times cheaper than gathering them."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, pl.Series] = {}
+
+    def columns(self, containers: list[str], hosts: list[str]) -> tuple[pl.Series, pl.Series]:
+        n, m = len(containers), len(hosts)
+        entity = pl.concat([pl.Series("entity", containers, pl.String)] * len(CONTAINER_FIELDS)
+                           + [pl.Series("entity", hosts, pl.String)] * len(HOST_FIELDS), rechunk=True)
+        fields = pl.concat([self._run(f, n) for f in CONTAINER_FIELDS] + [self._run(f, m) for f in HOST_FIELDS],
+                           rechunk=True)
+        return entity, fields
+
+    def _run(self, field_name: str, length: int) -> pl.Series:
+        """``field_name`` repeated ``length`` times (a slice of a run kept and lengthened as needed)."""
+        run = self._runs.get(field_name)
+        if run is None or run.len() < length:
+            run = self._runs[field_name] = pl.Series("field", [field_name] * max(2 * length, 1024), pl.String)
+        return run.slice(0, length)
+
+
+class _Lazy(Mapping[str, Any]):
+    """A mapping made on first use: the request locations of an observation, which only cycles that plan read."""
+
+    def __init__(self, make: Callable[[], Mapping[str, Any]]) -> None:
+        self._make: Callable[[], Mapping[str, Any]] | None = make
+        self._made: Mapping[str, Any] = {}
+
+    def _mapping(self) -> Mapping[str, Any]:
+        if self._make is not None:
+            self._made, self._make = self._make(), None
+        return self._made
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __repr__(self) -> str:
+        return repr(self._mapping())
+
+
+def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float,
+                      order: NDArray[np.int64] | None = None) -> float:
+    """The smallest value at or below which at least ``q`` of the total weight lies; nan for no weight. ``order``:
+    the values' stable ascending order (``np.argsort(values, kind="stable")``), when known already."""
     total = float(weights.sum())
     if total <= 0:
         return math.nan
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values, kind="stable") if order is None else order
     cumulative = np.cumsum(weights[order])
     position = int(np.searchsorted(cumulative, q * total - 1e-12 * total, side="left"))
     return float(values[order][min(position, order.size - 1)])

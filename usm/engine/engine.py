@@ -113,12 +113,9 @@ class Entities:
         return entity_frame(self.inventory)
 
     @cached_property
-    def service_codes(self) -> tuple[dict[str, int], np.ndarray]:
-        """Service name -> code, and each entity's service code (-1 for hosts)."""
-        codes: dict[str, int] = {}
-        column = np.array([-1 if s is None else codes.setdefault(s, len(codes)) for s in self.services],
-                          dtype=np.int64)
-        return codes, column
+    def series(self) -> tuple[pl.Series, pl.Series]:
+        """The names as a polars column, and their rows: for finding them in other columns in one call."""
+        return pl.Series(self.names, dtype=pl.String), pl.Series(range(len(self.names)), dtype=pl.Int64)
 
 
 def applies(rule: Rule, entities: Entities) -> np.ndarray:
@@ -340,12 +337,10 @@ class Engine:
         known, last, rows = self._rows
         if known is entities and last is not None and last.equals(named):
             return rows
+        names, numbers = entities.series
+        found = named.replace_strict(names, numbers, default=-1).fill_null(-1).to_numpy()  # each row: entity or -1
         rows = np.full(len(entities), len(named), dtype=np.int64)
-        index = entities.index
-        for row, name in enumerate(named.to_list()):
-            entity = index.get(name)
-            if entity is not None:
-                rows[entity] = row
+        rows[found[found >= 0]] = np.flatnonzero(found >= 0)
         self._rows = (entities, named, rows)
         return rows
 
@@ -506,10 +501,9 @@ def _next_state(policy: Policy, at: float, judgement: _Judgement, actions: tuple
     A restarted streak is stored as 0, so that the next cycle counts 1 whatever it decides."""
     entities, streaks = judgement.entities, judgement.streaks
     if actions:
-        codes, service_of = entities.service_codes
-        services = [codes[a.target] for a in actions if a.container is not None and a.target in codes]
+        services = {a.target for a in actions if a.container is not None}
         hosts = [entities.index[a.target] for a in actions if a.container is None and a.target in entities.index]
-        restart = np.isin(service_of, services) & ~entities.is_host
+        restart = np.fromiter((s in services for s in entities.services), dtype=bool, count=len(entities))
         restart[[h for h in hosts if entities.is_host[h]]] = True
         streaks = np.where(restart, 0, streaks)
     cooldowns = {k: until for k, until in state.cooldowns.items() if until > at}

@@ -202,43 +202,34 @@ class History:
         if layout is None or not layout.matches(entity, field):
             layout = self._layout = _Layout.of(entity, field, self._entities, self._fields, layout)
         try:
-            ids = layout.ids(keep, self._entities, self._fields)
-            return self._store_ids(ts, value, layout.order() if keep is None else None, *ids)
+            new_entities, new_fields = layout.resolve(keep, self._entities, self._fields)
+            low, high = float(ts.min()), float(ts.max())
+            if keep is None and layout.unique and low == high:  # a collector's batch, as a rule
+                rows = layout.rows()
+            else:
+                rows = _sorted_rows(ts, layout, keep, low == high)
+            return self._store_rows(ts, value, rows, low, high, new_entities, new_fields)
         except BaseException:
             self._layout = None  # it may number names that were not stored
             raise
 
-    def _store_ids(
+    def _store_rows(
         self,
         ts: np.ndarray,
         value: np.ndarray,
-        order: np.ndarray | None,
-        entity_id: np.ndarray,
-        field_id: np.ndarray,
+        rows: _Rows,
+        low: float,
+        high: float,
         new_entities: list[str],
         new_fields: list[str],
     ) -> int:
-        """Store samples by ids; ``order`` sorts them by field and entity (``None``: unknown);
-        ``new_entities`` and ``new_fields`` are numbered on from the stored names."""
-        unique = self._layout is not None and self._layout.unique
-        low, high = float(ts.min()), float(ts.max())
-        # Rows are stored by ts, then field and entity: DuckDB skips the stretches of other
-        # fields when it scans for one (in SQL, 30% faster at 10,000 entities).
-        if low != high or not unique:  # and the last of an (entity, field, ts) wins
-            order = (
-                pl.DataFrame({"t": ts, "e": entity_id, "f": field_id})
-                .with_row_index("i")
-                .unique(subset=["t", "e", "f"], keep="last", maintain_order=True)
-                .sort("t", "f", "e")["i"]
-                .to_numpy()
-            )
-        elif order is None:
-            order = np.lexsort((entity_id, field_id))
-        ts, value = ts[order], value[order]
-        entity_id, field_id = entity_id[order], field_id[order]
+        """Store the samples ``rows`` selects, in its order; ``new_entities`` and
+        ``new_fields`` are numbered on from the stored names."""
+        ts, value = ts[rows.order], value[rows.order]
+        entity_id = rows.entity_id
         fresh = low > self._max_ts  # newer than anything stored: nothing to replace
         _usm_incoming = pa.Table.from_arrays(
-            [_doubles(ts), _integers(entity_id), _integers(field_id), _doubles(value)],
+            [_doubles(ts), rows.entity_ids, rows.field_ids, _doubles(value)],
             names=["ts", "entity_id", "field_id", "value"],
         )
         if fresh:
@@ -291,12 +282,13 @@ class History:
                 [self._last_ts, np.full(len(self._entities) - len(self._last_ts), _NAN)]
             )
         if low == high:
-            self._last_ts[entity_id] = np.fmax(self._last_ts[entity_id], high)
+            entities = rows.entities()
+            self._last_ts[entities] = np.fmax(self._last_ts[entities], high)
         else:
             np.fmax.at(self._last_ts, entity_id, ts)
         self._max_ts = max(self._max_ts, high)
         shape = (len(self._fields), len(self._entities))
-        if not self._tail.put(ts, entity_id, field_id, value, *shape, self.TAIL_SPARSENESS):
+        if not self._tail.put(ts, rows, value, *shape, self.TAIL_SPARSENESS):
             self._tail = _Tail(self._max_ts)  # too sparse: start afresh
         self._trim_tail()
         return len(ts)
@@ -338,7 +330,7 @@ class History:
             if start >= request.at and not later.size:  # no term has a sampled field
                 columns = [None] * len(distinct)
             elif self.use_tail and self._cover(start):
-                columns = self._tail.terms(request, len(self._entities))
+                columns = self._tail.terms(request, self._last_ts)
                 if later.size:
                     present |= self._tail.seen(request.since, request.at, later, len(present))
             if columns is None:
@@ -587,34 +579,46 @@ class _Names:
 
 @dataclass
 class _Layout:
-    """The entity and field columns of a batch, and their ids (-1: a name not yet known).
+    """The entity and field columns of a batch, and their ids per row (-1: a name not yet known).
 
     Collectors send the same entities and fields in the same order cycle after cycle: comparing
-    two columns is several times cheaper than looking their names up again.
+    two columns is several times cheaper than looking their names up again, and so is
+    everything derived from the ids (:meth:`rows`). A collector's batch is also, as a rule, a
+    run of rows per field, each listing the same entities (or the previous batch's with a few
+    added or gone): ``starts`` (the first row of every run, then the row count; ``None`` when
+    there are more than :data:`_RUNS`) lets :meth:`of` look names up once per distinct list,
+    and only those not in the previous batch's list at the same place.
     """
 
     entity: pl.Series
     field: pl.Series
-    entity_id: np.ndarray
-    field_id: np.ndarray
-    unique: bool  # no (entity, field) pair repeats
-    _order: np.ndarray | None = None
+    entity_id: np.ndarray  # int32
+    field_id: np.ndarray  # int32
+    starts: np.ndarray | None
+    unique: bool = False  # no (entity, field) pair repeats
+    _rows: _Rows | None = None
 
     @staticmethod
     def of(entity: pl.Series, field: pl.Series, entities: _Names, fields: _Names,
            last: _Layout | None = None) -> _Layout:
-        """The layout of a batch; ``last``, the previous batch's, saves a lookup of whichever
-        column is the same (as a rule the fields: entities come and go)."""
-        same = last is not None and field.len() == last.field.len() and field.equals(last.field)
-        entity_id = _lookup(entity, entities)
-        field_id = last.field_id if same else _lookup(field, fields)
-        return _Layout(entity, field, entity_id, field_id, _unique_pairs(entity_id, field_id))
-
-    def order(self) -> np.ndarray:
-        """The rows sorted by field id, then entity id."""
-        if self._order is None:
-            self._order = np.lexsort((self.entity_id, self.field_id))
-        return self._order
+        """The layout of a batch; ``last``, the previous batch's, saves looking up the names
+        both have (as a rule all the fields, and all but a few entities)."""
+        if last is not None and field.len() == last.field.len() and field.equals(last.field):
+            field_id, starts = last.field_id, last.starts
+        else:
+            starts = _runs(field)
+            if starts is None:
+                field_id = _lookup(field, fields)
+            else:
+                run_names = field.gather(starts[:-1]).to_list()
+                field_id = np.repeat(_known(run_names, fields), np.diff(starts))
+        if starts is None:
+            entity_id = _lookup(entity, entities)
+        else:
+            entity_id = _entity_ids(entity, field_id, starts, entities, last)
+        layout = _Layout(entity, field, entity_id, field_id, starts)
+        layout.unique = _unique_pairs(entity_id, field_id)
+        return layout
 
     def matches(self, entity: pl.Series, field: pl.Series) -> bool:
         return (
@@ -623,31 +627,181 @@ class _Layout:
             and field.equals(self.field)
         )
 
-    def ids(
+    def resolve(
         self, keep: np.ndarray | None, entities: _Names, fields: _Names
-    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-        """The entity and field ids of the kept rows, and the names among them not yet stored
-        (their ids follow the stored ones, in order of appearance)."""
-        entity_id = self.entity_id if keep is None else self.entity_id[keep]
-        field_id = self.field_id if keep is None else self.field_id[keep]
-        new_entities: list[str] = []
-        new_fields: list[str] = []
-        if entity_id.min() < 0 or field_id.min() < 0:
-            # Names seen for the first time (in the kept rows): number them, and remember them
-            # from now on (the ids are final once the batch is stored; until then no other call
-            # can run). Rows that are not kept may still name unknown entities: they stay -1.
-            selected = None if keep is None else pl.Series(keep)
-            if entity_id.min() < 0:
-                new_entities = _unknown(self.entity if selected is None else self.entity.filter(selected), entities)
-                self.entity_id = _lookup(self.entity, entities, new_entities)
-            if field_id.min() < 0:
-                new_fields = _unknown(self.field if selected is None else self.field.filter(selected), fields)
-                self.field_id = _lookup(self.field, fields, new_fields)
-            entity_id = self.entity_id if keep is None else self.entity_id[keep]
-            field_id = self.field_id if keep is None else self.field_id[keep]
-            self.unique = _unique_pairs(self.entity_id, self.field_id)
-            self._order = None
-        return entity_id.astype(np.int32), field_id.astype(np.int32), new_entities, new_fields
+    ) -> tuple[list[str], list[str]]:
+        """Give every kept row's names an id: the names not yet stored are numbered on from the
+        stored ones, in order of appearance, and returned (their ids are final once the batch
+        is stored; until then no other call can run). Rows that are not kept may keep -1."""
+        if self.entity_id.min(initial=0) >= 0 and self.field_id.min(initial=0) >= 0:
+            return [], []
+        new_entities = _fill_ids(self.entity, self.entity_id, keep, entities)
+        new_fields = _fill_ids(self.field, self.field_id, keep, fields)
+        self.unique = _unique_pairs(self.entity_id, self.field_id)
+        self._rows = None
+        return new_entities, new_fields
+
+    def rows(self) -> _Rows:
+        """All the rows in storage order (they must all have ids, and be unique)."""
+        if self._rows is None:
+            self._rows = _Rows.of(self._order(), self.entity_id, self.field_id)
+        return self._rows
+
+    def _order(self) -> np.ndarray:
+        """The rows sorted by field id, then entity id (the pairs are unique): by runs when each
+        field has one, sorting each distinct list of entities once."""
+        starts = self.starts
+        if starts is None or np.unique(self.field_id[starts[:-1]]).size != starts.size - 1:
+            return np.lexsort((self.entity_id, self.field_id))
+        sorted_runs: dict[bytes, np.ndarray] = {}
+        parts = []
+        for run in np.argsort(self.field_id[starts[:-1]], kind="stable"):
+            begin, end = int(starts[run]), int(starts[run + 1])
+            ids = self.entity_id[begin:end]
+            key = ids.tobytes()
+            if key not in sorted_runs:
+                sorted_runs[key] = np.argsort(ids, kind="stable")
+            parts.append(begin + sorted_runs[key])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class _Rows:
+    """The rows of a batch (one ts, unique pairs) in storage order, and what storing them needs:
+    their ids (as Arrow arrays for DuckDB), the distinct entities, and where they go in the
+    tail's array (per shape of it)."""
+
+    order: np.ndarray
+    entity_id: np.ndarray  # int32, in storage order
+    field_id: np.ndarray  # int32
+    entity_ids: pa.Array
+    field_ids: pa.Array
+    _entities: np.ndarray | None = None
+    _cells: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    @staticmethod
+    def of(order: np.ndarray, entity_id: np.ndarray, field_id: np.ndarray) -> _Rows:
+        """The rows ``order`` lists of a batch whose ids are ``entity_id`` and ``field_id``."""
+        entity_id = np.ascontiguousarray(entity_id[order], dtype=np.int32)
+        field_id = np.ascontiguousarray(field_id[order], dtype=np.int32)
+        return _Rows(order, entity_id, field_id, _integers(entity_id), _integers(field_id))
+
+    def entities(self) -> np.ndarray:
+        """The distinct entity ids."""
+        if self._entities is None:
+            self._entities = np.unique(self.entity_id)
+        return self._entities
+
+    def cells(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Where each row goes in slot 0 of a C-ordered ``field x slot x entity`` array."""
+        if self._cells is None or self._cells[0] != shape:
+            _, slots, entities = shape
+            self._cells = (shape, self.field_id.astype(np.int64) * (slots * entities) + self.entity_id)
+        return self._cells[1]
+
+
+_RUNS = 64
+"""A batch whose field column changes more often is looked up row by row, not by runs."""
+
+
+def _sorted_rows(ts: np.ndarray, layout: _Layout, keep: np.ndarray | None, one: bool) -> _Rows:
+    """The kept rows of a batch in storage order (by ts, then field and entity id), the last of
+    an ``(entity, field, ts)`` only: it wins."""
+    entity_id = layout.entity_id if keep is None else layout.entity_id[keep]
+    field_id = layout.field_id if keep is None else layout.field_id[keep]
+    if one and layout.unique:
+        order = np.lexsort((entity_id, field_id))
+    else:
+        order = (
+            pl.DataFrame({"t": ts, "e": entity_id, "f": field_id})
+            .with_row_index("i")
+            .unique(subset=["t", "e", "f"], keep="last", maintain_order=True)
+            .sort("t", "f", "e")["i"]
+            .to_numpy()
+        )
+    return _Rows.of(order, entity_id, field_id)
+
+
+def _runs(column: pl.Series) -> np.ndarray | None:
+    """The rows where a run of equal values starts, then the row count (``None``: more than
+    :data:`_RUNS` runs)."""
+    size = column.len()
+    if size < 2:
+        return np.array([0, size][: size + 1], dtype=np.int64)
+    changes = np.flatnonzero((column.slice(1) != column.slice(0, size - 1)).to_numpy()) + 1
+    if changes.size >= _RUNS:
+        return None
+    return np.concatenate([[0], changes, [size]]).astype(np.int64)
+
+
+def _entity_ids(entity: pl.Series, field_id: np.ndarray, starts: np.ndarray, entities: _Names,
+                last: _Layout | None) -> np.ndarray:
+    """The entity id of every row (-1 where unknown), one run of a field at a time: a run
+    listing the same entities as an earlier run copies its ids, and one like the previous
+    batch's run of its field looks up only the names where the two differ."""
+    ids = np.full(entity.len(), -1, dtype=np.int32)
+    done: list[tuple[int, int]] = []  # runs looked up
+    previous: dict[int, tuple[int, int]] = {}  # field id -> the previous batch's run
+    if last is not None and last.starts is not None:
+        for begin, end in zip(last.starts[:-1].tolist(), last.starts[1:].tolist(), strict=True):
+            previous.setdefault(int(last.field_id[begin]), (begin, end))
+    for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        run = entity.slice(begin, end - begin)
+        for other, other_end in done:
+            if other_end - other == end - begin and run.equals(entity.slice(other, end - begin)):
+                ids[begin:end] = ids[other:other_end]
+                break
+        else:
+            old = previous.get(int(field_id[begin])) if last is not None else None
+            if old is None:
+                ids[begin:end] = _known(run.to_list(), entities)
+            else:
+                assert last is not None
+                ids[begin:end] = _diff_ids(run, last.entity.slice(old[0], old[1] - old[0]),
+                                           last.entity_id[old[0]:old[1]], entities)
+            done.append((begin, end))
+    return ids
+
+
+def _diff_ids(run: pl.Series, old: pl.Series, old_ids: np.ndarray, names: _Names) -> np.ndarray:
+    """The ids of ``run``'s names, given those of ``old``: the rows before the first and after
+    the last where the two differ are copied, the others looked up."""
+    size, old_size = run.len(), old.len()
+    common = min(size, old_size)
+    same = (run.slice(0, common) == old.slice(0, common)).to_numpy()
+    head = int(np.argmin(same)) if not same.all() else common
+    tail_size = common - head
+    same = (run.slice(size - tail_size, tail_size) == old.slice(old_size - tail_size, tail_size)).to_numpy()
+    tail = tail_size - 1 - int(np.flatnonzero(~same)[-1]) if not same.all() else tail_size
+    middle = _known(run.slice(head, size - head - tail).to_list(), names)
+    return np.concatenate([old_ids[:head], middle, old_ids[old_size - tail:]])
+
+
+def _known(names: list[str], known: _Names) -> np.ndarray:
+    """The id of each name (-1 where unknown)."""
+    get = known.ids.get
+    return np.array([get(name, -1) for name in names], dtype=np.int32)
+
+
+def _fill_ids(column: pl.Series, ids: np.ndarray, keep: np.ndarray | None, names: _Names) -> list[str]:
+    """Fill in the ids of ``column`` that are -1 in the kept rows (in place): the known names',
+    and for names not yet stored the ids after the stored ones, in order of appearance, which
+    are returned."""
+    unknown = ids < 0
+    if keep is not None:
+        unknown &= keep
+    if not unknown.any():
+        return []
+    rows = np.flatnonzero(unknown)
+    new: dict[str, int] = {}
+    found = []
+    for name in column.gather(rows).to_list():
+        id_ = names.ids.get(name)
+        if id_ is None:
+            id_ = new.setdefault(name, len(names) + len(new))
+        found.append(id_)
+    ids[rows] = found
+    return list(new)
 
 
 def _typed(column: pl.Series, dtype: pl.DataType) -> pl.Series:
@@ -667,19 +821,10 @@ def _unique_pairs(entity_id: np.ndarray, field_id: np.ndarray) -> bool:
     return bool(np.unique(pairs).size == pairs.size)
 
 
-def _unknown(column: pl.Series, names: _Names) -> list[str]:
-    """The distinct names of ``column`` not in ``names``, in order of first appearance."""
-    return [name for name in column.unique(maintain_order=True).to_list() if name not in names.ids]
-
-
-def _lookup(column: pl.Series, names: _Names, new: list[str] | None = None) -> np.ndarray:
-    """The id of every name of ``column`` (-1 where unknown); ``new`` names follow the known."""
+def _lookup(column: pl.Series, names: _Names) -> np.ndarray:
+    """The id of every name of ``column`` (-1 where unknown), looked up row by row."""
     keys, ids = names.mapping()
-    if new:
-        keys = keys.append(pl.Series(new, dtype=pl.String))
-        ids = pl.Series(np.arange(len(keys), dtype=np.int32))
     return column.replace_strict(keys, ids, default=-1, return_dtype=pl.Int32).to_numpy()
-
 
 def _doubles(values: np.ndarray) -> pa.Array:
     """A float64 Arrow array of ``values``.
@@ -760,16 +905,11 @@ class _Tail:
     contiguous block (a view, not a copy); the live slots are ``lo`` to ``hi`` of its
     capacity, which leaves room for a quarter more before the live ones are moved back to the
     front (or into a larger array when entities or fields are added).
-
-    ``zeroed`` mirrors ``values`` with 0 in place of NaN: an average's sum is then one pass
-    over it, adding the same numbers in the same order as summing ``values`` with its NaN
-    taken as 0.
     """
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.values = np.full((0, 0, 0), _NAN)
-        self.zeroed = np.zeros((0, 0, 0))
         self.stamps = np.zeros(0)
         self.lo = self.hi = 0
 
@@ -786,19 +926,21 @@ class _Tail:
     def put(
         self,
         ts: np.ndarray,
-        entity: np.ndarray,
-        field: np.ndarray,
+        rows: _Rows,
         value: np.ndarray,
         fields: int,
         entities: int,
         sparseness: float,
     ) -> bool:
-        """Mirror stored samples (sorted by ts, at most one per entity, field and ts), each
-        replacing the one of its entity, field and ts; ``False`` (and nothing done) when they
-        would need more than ``sparseness`` cells per sample."""
+        """Mirror stored samples (sorted by ts, at most one per entity, field and ts; ``rows``
+        has their ids), each replacing the one of its entity, field and ts; ``False`` (and
+        nothing done) when they would need more than ``sparseness`` cells per sample."""
+        entity, field = rows.entity_id, rows.field_id
+        whole = True  # all the rows
         if ts.size and ts[0] <= self.start:  # only those after the start belong here
             after = ts > self.start
             ts, entity, field, value = ts[after], entity[after], field[after], value[after]
+            whole = False
         if not ts.size:
             return True
         one = ts[0] == ts[-1]  # one ts, as a collector's batch has
@@ -814,7 +956,6 @@ class _Tail:
         if added and (not live.size or stamps[0] > live[-1]):  # all after the newest
             self._reserve(added, fields, entities)
             self.values[:, self.hi : self.hi + added, :] = _NAN
-            self.zeroed[:, self.hi : self.hi + added, :] = 0.0
             self.stamps[self.hi : self.hi + added] = stamps
             self.hi += added
         elif added:
@@ -822,8 +963,11 @@ class _Tail:
         else:
             self._reserve(0, fields, entities)
         index = self.lo + np.searchsorted(self.ts, stamps[0] if one else ts)
-        self.values[field, index, entity] = value
-        self.zeroed[field, index, entity] = value
+        if one and whole:  # a cell per row, at fixed offsets from the slot's first
+            cells = rows.cells(self.values.shape) + int(index) * self.values.shape[2]
+            self.values.reshape(-1)[cells] = value
+        else:
+            self.values[field, index, entity] = value
         return True
 
     def prepend(
@@ -840,9 +984,7 @@ class _Tail:
         """Add the stored samples with ``start < ts <= self.start`` (all of them, at the
         distinct times ``stamps``)."""
         self._merge(np.concatenate([stamps, self.ts]), fields, entities)
-        index = self.lo + np.searchsorted(self.ts, ts)
-        self.values[field, index, entity] = value
-        self.zeroed[field, index, entity] = value
+        self.values[field, self.lo + np.searchsorted(self.ts, ts), entity] = value
         self.start = start
 
     def _reserve(self, slots: int, fields: int, entities: int) -> None:
@@ -855,7 +997,6 @@ class _Tail:
                 return
             if capacity - live - slots >= max(1, live // 8):  # not so full it is moved again soon
                 self.values[:, :live] = self.values[:, self.lo : self.hi]  # to the front
-                self.zeroed[:, :live] = self.zeroed[:, self.lo : self.hi]
                 self.stamps[:live] = self.stamps[self.lo : self.hi]
                 self.lo, self.hi = 0, live
                 return
@@ -866,11 +1007,9 @@ class _Tail:
         size = live + slots
         values = np.full((fields, size + max(8, size // 4), entities), _NAN)
         values[:have_fields, :live, :have_entities] = self.values[:, self.lo : self.hi]
-        zeroed = np.zeros(values.shape)
-        zeroed[:have_fields, :live, :have_entities] = self.zeroed[:, self.lo : self.hi]
         stamps = np.zeros(values.shape[1])
         stamps[:live] = self.ts
-        self.values, self.zeroed, self.stamps, self.lo, self.hi = values, zeroed, stamps, 0, live
+        self.values, self.stamps, self.lo, self.hi = values, stamps, 0, live
 
     def _merge(self, stamps: np.ndarray, fields: int, entities: int) -> None:
         """Re-lay the slots out as ``stamps`` (a sorted superset of the live ones)."""
@@ -880,11 +1019,8 @@ class _Tail:
             (self.values.shape[0], stamps.size + max(8, stamps.size // 4), self.values.shape[2]),
             _NAN,
         )
-        zeroed = np.zeros(values.shape)
-        slots = np.searchsorted(stamps, live)
-        values[:, slots] = self.values[:, self.lo : self.hi]
-        zeroed[:, slots] = self.zeroed[:, self.lo : self.hi]
-        self.values, self.zeroed = values, zeroed
+        values[:, np.searchsorted(stamps, live)] = self.values[:, self.lo : self.hi]
+        self.values = values
         self.stamps = np.zeros(values.shape[1])
         self.stamps[: stamps.size] = stamps
         self.lo, self.hi = 0, stamps.size
@@ -908,19 +1044,17 @@ class _Tail:
 
     def block(
         self, field: int, start: float, at: float, entities: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The slot times in ``(start, at]`` and the values of ``field`` then, one row per slot
-        and a column per entity id, with NaN and (the same block of ``zeroed``) with 0 where
-        there is no sample."""
+        and a column per entity id."""
         rows = self._rows(start, at)
         stamps = self.stamps[rows]
         if field >= self.values.shape[0]:
-            return stamps, np.full((stamps.size, entities), _NAN), np.zeros((stamps.size, entities))
-        values, zeroed = self.values[field, rows], self.zeroed[field, rows]
-        if values.shape[1] >= entities:
-            return stamps, values[:, :entities], zeroed[:, :entities]
-        pad = ((0, 0), (0, entities - values.shape[1]))
-        return stamps, np.pad(values, pad, constant_values=_NAN), np.pad(zeroed, pad)
+            return stamps, np.full((stamps.size, entities), _NAN)
+        block = self.values[field, rows]
+        if block.shape[1] >= entities:
+            return stamps, block[:, :entities]
+        return stamps, np.pad(block, ((0, 0), (0, entities - block.shape[1])), constant_values=_NAN)
 
     def seen(self, since: float, at: float, chosen: np.ndarray, entities: int) -> np.ndarray:
         """A mask (over ``entities`` ids) of the ``chosen`` ids with a sample in ``(since, at]``."""
@@ -930,8 +1064,10 @@ class _Tail:
         mask[chosen] = has[chosen]
         return mask
 
-    def terms(self, request: _Request, entities: int) -> list[_Column | None]:
-        """Every term of ``request``, computed from the slots (which must cover it)."""
+    def terms(self, request: _Request, newest: np.ndarray) -> list[_Column | None]:
+        """Every term of ``request``, computed from the slots (which must cover it);
+        ``newest`` is the newest sample's ts per entity id (NaN: none)."""
+        entities = newest.size
         by_field: dict[int, list[int]] = {}
         for index, item in enumerate(request.items):
             if item.field is not None:
@@ -940,17 +1076,18 @@ class _Tail:
         with np.errstate(all="ignore"):
             for field, indexes in by_field.items():
                 start = min(request.lowest(request.items[index]) for index in indexes)
-                stamps, values, zeroed = self.block(field, start, request.at, entities)
+                stamps, values = self.block(field, start, request.at, entities)
                 for index in indexes:
-                    columns[index] = _term(request, request.items[index], stamps, values, zeroed)
+                    columns[index] = _term(request, request.items[index], stamps, values, newest)
         return columns
 
 
 def _term(
-    request: _Request, item: _Item, stamps: np.ndarray, values: np.ndarray, zeroed: np.ndarray
+    request: _Request, item: _Item, stamps: np.ndarray, values: np.ndarray, newest: np.ndarray
 ) -> _Column:
     """One term from a block: ``values[i, e]`` is entity ``e``'s sample at ``stamps[i]`` (or
-    NaN; ``zeroed`` the same with 0), for every slot after the oldest time the term needs."""
+    NaN), for every slot after the oldest time the term needs; ``newest[e]`` is the newest
+    sample's ts of entity ``e`` (NaN: none)."""
     entities = values.shape[1]
     if item.func in AGGREGATES:
         first = int(np.searchsorted(stamps, item.start, side="right"))
@@ -958,8 +1095,7 @@ def _term(
         if not rows.shape[0]:
             return np.full(entities, _NAN), np.zeros(entities, dtype=bool)
         if item.func is Func.AVG:
-            count = rows.shape[0] - np.isnan(rows).sum(axis=0, dtype=np.int32)
-            return zeroed[first:].sum(axis=0) / np.maximum(count, 1), count > 0
+            return _average(rows, newest > item.start)
         reduce = np.fmin if item.func is Func.MIN else np.fmax  # they skip NaN
         extreme = reduce.reduce(rows, axis=0)
         return extreme, ~np.isnan(extreme)  # NaN only where there is no sample
@@ -988,6 +1124,31 @@ def _term(
         base = rows[rows.shape[0] - 1 - np.argmax(older[::-1], axis=0), np.arange(entities)]
     valid = has_current & has_base & (base != 0)
     return (current - base) / base * 100, valid
+
+
+def _average(rows: np.ndarray, sampled: np.ndarray) -> _Column:
+    """The mean of each column of ``rows`` over its samples (NaN: none); ``sampled`` marks the
+    columns that may have one.
+
+    The same numbers, bit for bit, as summing the rows with NaN taken as 0, in one pass where
+    there is no NaN, which is most columns: those of entities with a sample in every row, and
+    those of entities without any (not ``sampled``); the others are summed again with NaN
+    taken as 0. numpy sums the columns of a block of several row after row, but a lone column
+    pairwise (another order, other roundings): so are these, whatever their number.
+    """
+    total = rows.sum(axis=0)
+    count = np.full(total.size, rows.shape[0])
+    gaps = np.isnan(total)
+    count[gaps & ~sampled] = 0
+    redo = np.flatnonzero(gaps & sampled)
+    if redo.size:
+        part = rows[:, redo]
+        there = ~np.isnan(part)
+        count[redo] = there.sum(axis=0)
+        zeroed = np.where(there, part, 0.0)
+        one = rows.shape[1] == 1
+        total[redo] = zeroed.sum(axis=0) if one else np.add.accumulate(zeroed, axis=0)[-1]
+    return total / np.maximum(count, 1), count > 0
 
 
 # --- the SQL ----------------------------------------------------------------------------------

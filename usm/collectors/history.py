@@ -335,17 +335,19 @@ class History:
                 self._keep = max(self._keep, span) if self._asked else span
                 self._asked = True
             columns: list[_Column | None] | None = None
+            tail: _Tail | None = None  # where the columns are the tail's (not entity ids)
             if start >= request.at and not later.size:  # no term has a sampled field
                 columns = [None] * len(distinct)
             elif self.use_tail and self._cover(start):
-                columns = self._tail.terms(request, self._last_ts)
+                tail = self._tail
+                columns = tail.terms(request)
                 if later.size:
-                    present |= self._tail.seen(request.since, request.at, later, len(present))
+                    present |= tail.seen(request.since, request.at, later, len(present))
             if columns is None:
                 columns = _sql_terms(self._db(), request, len(self._entities))
                 if later.size:
                     present |= self._seen(request.since, request.at, later)
-            return self._frame(present, columns, [term.key for term in distinct])
+            return self._frame(present, columns, [term.key for term in distinct], tail)
 
     def _present(self, request: _Request) -> tuple[np.ndarray, np.ndarray]:
         """Entities present by their newest sample (a mask), and those whose newest sample is
@@ -365,21 +367,25 @@ class History:
         return seen
 
     def _frame(
-        self, present: np.ndarray, columns: list[_Column | None], keys: list[str]
+        self, present: np.ndarray, columns: list[_Column | None], keys: list[str], tail: _Tail | None
     ) -> pl.DataFrame:
-        """The result: the present entities by name, and a column per term."""
+        """The result: the present entities by name, and a column per term (``columns`` are per
+        entity id, or per column of ``tail``)."""
         order = self._entities.by_name()
         chosen = present[order]
         ids = order[chosen]
+        at = ids if tail is None else tail.where(ids)  # -1: none
         # Every column is a row of one matrix, NaN where the term is missing, made one Series
         # (NaN -> null) and cut into columns: a Series per column costs ten times as much.
         # From numpy, not Arrow: polars imports pyarrow.compute (0.15 s) for an Arrow array.
         matrix = np.full((len(keys), ids.size), _NAN)
         there = np.zeros(matrix.shape, dtype=bool)
         for row, valid, column in zip(matrix, there, columns, strict=True):
-            if column is not None:
-                np.take(column[0], ids, out=row)
-                np.take(column[1], ids, out=valid)
+            if column is not None and column[0].size:
+                np.take(column[0], at, out=row)
+                np.take(column[1], at, out=valid)
+        if tail is not None:
+            there[:, at < 0] = False
         nan = np.isnan(matrix)
         matrix[~there] = _NAN
         values = pl.Series("", matrix.reshape(-1), nan_to_null=True)
@@ -679,9 +685,8 @@ class _Layout:
 
 @dataclass
 class _Rows:
-    """The rows of a batch (one ts, unique pairs) in storage order, and what storing them needs:
-    their ids (as Arrow arrays for DuckDB), the distinct entities, and where they go in the
-    tail's array (per shape of it)."""
+    """The rows of a batch in storage order, and what storing them needs: their ids (also as
+    Arrow arrays, for DuckDB) and the distinct entities."""
 
     order: np.ndarray
     entity_id: np.ndarray  # int32, in storage order
@@ -689,7 +694,6 @@ class _Rows:
     entity_ids: pa.Array
     field_ids: pa.Array
     _entities: np.ndarray | None = None
-    _cells: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @staticmethod
     def of(order: np.ndarray, entity_id: np.ndarray, field_id: np.ndarray) -> _Rows:
@@ -701,17 +705,8 @@ class _Rows:
     def entities(self) -> np.ndarray:
         """The distinct entity ids, ascending."""
         if self._entities is None:
-            seen = np.zeros(int(self.entity_id.max(initial=-1)) + 1, dtype=bool)
-            seen[self.entity_id] = True  # cheaper than sorting them (np.unique)
-            self._entities = np.flatnonzero(seen)
+            self._entities = _distinct(self.entity_id, int(self.entity_id.max(initial=-1)) + 1)
         return self._entities
-
-    def cells(self, shape: tuple[int, ...]) -> np.ndarray:
-        """Where each row goes in slot 0 of a C-ordered ``field x slot x entity`` array."""
-        if self._cells is None or self._cells[0] != shape:
-            _, slots, entities = shape
-            self._cells = (shape, self.field_id.astype(np.int64) * (slots * entities) + self.entity_id)
-        return self._cells[1]
 
 
 _RUNS = 64
@@ -856,6 +851,14 @@ def _integers(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
 
 
+def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
+    """The distinct values of ``ids`` (all below ``size``), ascending: for ids up to a few times
+    as many as the values, cheaper than sorting them (``np.unique``)."""
+    seen = np.zeros(size, dtype=bool)
+    seen[ids] = True
+    return np.flatnonzero(seen)
+
+
 def _nanmax(values: np.ndarray) -> float:
     """The largest non-NaN value, -inf when there is none."""
     found = values[~np.isnan(values)]
@@ -913,12 +916,15 @@ class _Request:
 class _Tail:
     """The newest samples in memory: every stored sample with ``ts > start``.
 
-    One slot per distinct ``ts``, in ``ts`` order, each a ``field x entity`` matrix of values,
-    NaN where there is no sample (a stored value is never NaN). The slots live in one
-    ``field x slot x entity`` array, so that one field's samples over a window are one
-    contiguous block (a view, not a copy); the live slots are ``lo`` to ``hi`` of its
-    capacity, which leaves room for a quarter more before the live ones are moved back to the
-    front (or into a larger array when entities or fields are added).
+    One slot per distinct ``ts``, in ``ts`` order, each a ``field x column`` matrix of values,
+    NaN where there is no sample (a stored value is never NaN). A column holds the samples of
+    one entity (``column[entity id]``, ``owner[column]``) and passes to another once none of
+    them is left in the slots: the columns are as many as the entities sampled lately, not as
+    all those ever seen (containers come and go: after a day, three times as many). The slots
+    live in one ``field x slot x column`` array, so that one field's samples over a window are
+    one contiguous block (a view, not a copy); the live slots are ``lo`` to ``hi`` of its
+    capacity, which leaves room for half as many again before the live ones are moved back to
+    the front (or into a larger array when columns or fields are added).
     """
 
     def __init__(self, start: float) -> None:
@@ -926,6 +932,9 @@ class _Tail:
         self.values = np.full((0, 0, 0), _NAN)
         self.stamps = np.zeros(0)
         self.lo = self.hi = 0
+        self.column = np.zeros(0, dtype=np.int64)  # per entity id: its column (-1: none)
+        self.owner = np.zeros(0, dtype=np.int64)  # per column in use: its entity id
+        self.newest = np.zeros(0)  # per column in use: the newest ts put in it
 
     @property
     def ts(self) -> np.ndarray:
@@ -934,8 +943,8 @@ class _Tail:
 
     def cells(self) -> int:
         """How many values the live slots take."""
-        fields, _, entities = self.values.shape
-        return (self.hi - self.lo) * fields * entities
+        fields, _, columns = self.values.shape
+        return (self.hi - self.lo) * fields * columns
 
     def put(
         self,
@@ -947,14 +956,13 @@ class _Tail:
         sparseness: float,
     ) -> bool:
         """Mirror stored samples (sorted by ts, at most one per entity, field and ts; ``rows``
-        has their ids), each replacing the one of its entity, field and ts; ``False`` (and
-        nothing done) when they would need more than ``sparseness`` cells per sample."""
+        has their ids, of ``fields`` and ``entities``), each replacing the one of its entity,
+        field and ts; ``False`` (and nothing done) when they would need more than
+        ``sparseness`` cells per sample."""
         entity, field = rows.entity_id, rows.field_id
-        whole = True  # all the rows
         if ts.size and ts[0] <= self.start:  # only those after the start belong here
             after = ts > self.start
             ts, entity, field, value = ts[after], entity[after], field[after], value[after]
-            whole = False
         if not ts.size:
             return True
         one = ts[0] == ts[-1]  # one ts, as a collector's batch has
@@ -964,25 +972,75 @@ class _Tail:
         old = position < live.size
         old[old] = live[position[old]] == stamps[old]
         added = int(stamps.size - np.count_nonzero(old))
-        slot = max(fields, self.values.shape[0]) * max(entities, self.values.shape[2])
+        column = self._columns(entity, entities, fields)
+        slot = self.values.shape[0] * self.values.shape[2]
         if added * slot > sparseness * ts.size + slot:
             return False
         if added and (not live.size or stamps[0] > live[-1]):  # all after the newest
-            self._reserve(added, fields, entities)
+            self._reserve(added, fields, 0)
             self.values[:, self.hi : self.hi + added, :] = _NAN
             self.stamps[self.hi : self.hi + added] = stamps
             self.hi += added
         elif added:
-            self._merge(np.union1d(live, stamps), fields, entities)
-        else:
-            self._reserve(0, fields, entities)
+            self._merge(np.union1d(live, stamps))
         index = self.lo + np.searchsorted(self.ts, stamps[0] if one else ts)
-        if one and whole:  # a cell per row, at fixed offsets from the slot's first
-            cells = rows.cells(self.values.shape) + int(index) * self.values.shape[2]
+        if one:  # a C-ordered array: the cells of one slot are at fixed offsets
+            _, slots, columns = self.values.shape
+            cells = field.astype(np.int64) * (slots * columns) + (int(index) * columns + column)
             self.values.reshape(-1)[cells] = value
         else:
-            self.values[field, index, entity] = value
+            self.values[field, index, column] = value
+        if one:
+            self.newest[column] = np.fmax(self.newest[column], ts[0])
+        else:
+            np.fmax.at(self.newest, column, ts)
         return True
+
+    def _columns(self, entity: np.ndarray, entities: int, fields: int) -> np.ndarray:
+        """The column of each of ``entity`` (ids of ``entities``; samples of ``fields`` are to be
+        put there), given to those without one: a column none of whose samples is left in the
+        slots (not one of these entities'), or a new one."""
+        if self.column.size < entities:
+            self.column = np.concatenate([self.column, np.full(entities - self.column.size, -1)])
+        first = self.stamps[self.lo] if self.hi > self.lo else math.inf
+        left = ~(self.newest >= first)  # none of their samples is left in the slots
+        if self.owner.size >= 64 and 2 * np.count_nonzero(left) > self.owner.size:
+            self._compact(~left)
+            left = np.zeros(self.owner.size, dtype=bool)
+        column = self.column[entity]
+        if column.min(initial=0) >= 0:
+            self._reserve(0, fields, 0)
+            return column
+        needing = _distinct(entity[column < 0], entities)
+        left[column[column >= 0]] = False  # (nor taken by one of these)
+        free = np.flatnonzero(left)
+        reused = free[: needing.size]
+        self.column[self.owner[reused]] = -1
+        fresh = np.arange(self.owner.size, self.owner.size + needing.size - reused.size)
+        self.owner = np.concatenate([self.owner, needing[reused.size :]])
+        self.owner[reused] = needing[: reused.size]
+        self.newest = np.concatenate([self.newest, np.full(fresh.size, -math.inf)])
+        self.newest[reused] = -math.inf
+        self.column[needing] = np.concatenate([reused, fresh])
+        self._reserve(0, fields, self.owner.size)
+        return self.column[entity]
+
+    def _compact(self, kept: np.ndarray) -> None:
+        """Keep the ``kept`` columns only (a mask; the others have no sample left in the slots),
+        when most are not: after many entities have come and gone (a simulated run's first
+        minutes), the others would be copied and scanned for nothing."""
+        keep = np.flatnonzero(kept)
+        self.column[self.owner] = -1
+        self.owner, self.newest = self.owner[keep], self.newest[keep]
+        self.column[self.owner] = np.arange(keep.size)
+        live = self.hi - self.lo
+        values = np.full(
+            (self.values.shape[0], live + max(8, live // 2), keep.size + keep.size // 4 + 16), _NAN
+        )
+        values[:, :live, : keep.size] = self.values[:, self.lo : self.hi][:, :, keep]
+        stamps = np.zeros(values.shape[1])
+        stamps[:live] = self.ts
+        self.values, self.stamps, self.lo, self.hi = values, stamps, 0, live
 
     def prepend(
         self,
@@ -997,40 +1055,42 @@ class _Tail:
     ) -> None:
         """Add the stored samples with ``start < ts <= self.start`` (all of them, at the
         distinct times ``stamps``)."""
-        self._merge(np.concatenate([stamps, self.ts]), fields, entities)
-        self.values[field, self.lo + np.searchsorted(self.ts, ts), entity] = value
+        column = self._columns(entity, entities, fields)
+        self._merge(np.concatenate([stamps, self.ts]))
+        self.values[field, self.lo + np.searchsorted(self.ts, ts), column] = value
+        if column.size:
+            np.fmax.at(self.newest, column, ts)
         self.start = start
 
-    def _reserve(self, slots: int, fields: int, entities: int) -> None:
+    def _reserve(self, slots: int, fields: int, columns: int) -> None:
         """Make room for ``slots`` more slots after the live ones, and for ``fields x
-        entities`` values per slot."""
-        have_fields, capacity, have_entities = self.values.shape
+        columns`` values per slot."""
+        have_fields, capacity, have_columns = self.values.shape
         live = self.hi - self.lo
-        if fields <= have_fields and entities <= have_entities:
+        if fields <= have_fields and columns <= have_columns:
             if self.hi + slots <= capacity:
                 return
-            if capacity - live - slots >= max(1, live // 8):  # not so full it is moved again soon
+            if capacity - live - slots >= max(1, live // 4):  # not so full it is moved again soon
                 self.values[:, :live] = self.values[:, self.lo : self.hi]  # to the front
                 self.stamps[:live] = self.stamps[self.lo : self.hi]
                 self.lo, self.hi = 0, live
                 return
-        if entities > have_entities:  # room for a quarter more, as entities come and go
-            entities = max(entities, have_entities + have_entities // 4 + 16)
+        if columns > have_columns:  # room for a quarter more, as entities come and go
+            columns = max(columns, have_columns + have_columns // 4 + 16)
         fields = max(fields, have_fields)
-        entities = max(entities, have_entities)
+        columns = max(columns, have_columns)
         size = live + slots
-        values = np.full((fields, size + max(8, size // 2), entities), _NAN)
-        values[:have_fields, :live, :have_entities] = self.values[:, self.lo : self.hi]
+        values = np.full((fields, size + max(8, size // 2), columns), _NAN)
+        values[:have_fields, :live, :have_columns] = self.values[:, self.lo : self.hi]
         stamps = np.zeros(values.shape[1])
         stamps[:live] = self.ts
         self.values, self.stamps, self.lo, self.hi = values, stamps, 0, live
 
-    def _merge(self, stamps: np.ndarray, fields: int, entities: int) -> None:
+    def _merge(self, stamps: np.ndarray) -> None:
         """Re-lay the slots out as ``stamps`` (a sorted superset of the live ones)."""
-        self._reserve(0, fields, entities)
         live = self.ts
         values = np.full(
-            (self.values.shape[0], stamps.size + max(8, stamps.size // 4), self.values.shape[2]),
+            (self.values.shape[0], stamps.size + max(8, stamps.size // 2), self.values.shape[2]),
             _NAN,
         )
         values[:, np.searchsorted(stamps, live)] = self.values[:, self.lo : self.hi]
@@ -1056,32 +1116,36 @@ class _Tail:
         lo, hi = np.searchsorted(live, [start, at], side="right")
         return slice(self.lo + int(lo), self.lo + int(hi))
 
-    def block(
-        self, field: int, start: float, at: float, entities: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def block(self, field: int, start: float, at: float) -> tuple[np.ndarray, np.ndarray]:
         """The slot times in ``(start, at]`` and the values of ``field`` then, one row per slot
-        and a column per entity id."""
+        and one per column in use."""
         rows = self._rows(start, at)
         stamps = self.stamps[rows]
         if field >= self.values.shape[0]:
-            return stamps, np.full((stamps.size, entities), _NAN)
-        block = self.values[field, rows]
-        if block.shape[1] >= entities:
-            return stamps, block[:, :entities]
-        return stamps, np.pad(block, ((0, 0), (0, entities - block.shape[1])), constant_values=_NAN)
+            return stamps, np.full((stamps.size, self.owner.size), _NAN)
+        return stamps, self.values[field, rows, : self.owner.size]
 
     def seen(self, since: float, at: float, chosen: np.ndarray, entities: int) -> np.ndarray:
         """A mask (over ``entities`` ids) of the ``chosen`` ids with a sample in ``(since, at]``."""
-        has = ~np.isnan(self.values[:, self._rows(since, at)]).all(axis=(0, 1))
+        block = self.values[:, self._rows(since, at), : self.owner.size]
+        has = ~np.isnan(block).all(axis=(0, 1))
         mask = np.zeros(entities, dtype=bool)
-        chosen = chosen[chosen < has.size]
-        mask[chosen] = has[chosen]
+        chosen = chosen[chosen < self.column.size]
+        column = self.column[chosen]
+        mine = column >= 0
+        mask[chosen[mine]] = has[column[mine]]
         return mask
 
-    def terms(self, request: _Request, newest: np.ndarray) -> list[_Column | None]:
-        """Every term of ``request``, computed from the slots (which must cover it);
-        ``newest`` is the newest sample's ts per entity id (NaN: none)."""
-        entities = newest.size
+    def where(self, entities: np.ndarray) -> np.ndarray:
+        """The column of each of ``entities`` (ids; -1: none)."""
+        column = np.full(entities.size, -1)
+        known = entities < self.column.size
+        column[known] = self.column[entities[known]]
+        return column
+
+    def terms(self, request: _Request) -> list[_Column | None]:
+        """Every term of ``request`` per column in use, computed from the slots (which must
+        cover it)."""
         by_field: dict[int, list[int]] = {}
         for index, item in enumerate(request.items):
             if item.field is not None:
@@ -1090,9 +1154,9 @@ class _Tail:
         with np.errstate(all="ignore"):
             for field, indexes in by_field.items():
                 start = min(request.lowest(request.items[index]) for index in indexes)
-                stamps, values = self.block(field, start, request.at, entities)
+                stamps, values = self.block(field, start, request.at)
                 for index in indexes:
-                    columns[index] = _term(request, request.items[index], stamps, values, newest)
+                    columns[index] = _term(request, request.items[index], stamps, values, self.newest)
         return columns
 
 

@@ -845,7 +845,8 @@ def _unique_pairs(entity_id: np.ndarray, field_id: np.ndarray) -> bool:
 def _lookup(column: pl.Series, names: _Names) -> np.ndarray:
     """The id of every name of ``column`` (-1 where unknown), looked up row by row."""
     keys, ids = names.mapping()
-    return column.replace_strict(keys, ids, default=-1, return_dtype=pl.Int32).to_numpy()
+    found = column.replace_strict(keys, ids, default=-1, return_dtype=pl.Int32).to_numpy()
+    return np.array(found, dtype=np.int32)  # writable (polars' may be read-only): ids are filled in
 
 def _doubles(values: np.ndarray) -> pa.Array:
     """A float64 Arrow array of ``values``.

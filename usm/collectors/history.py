@@ -34,14 +34,17 @@ minutes. DuckDB costs about 0.3 ms per statement, 1 to 4 ms per grouped query ho
 it groups, and 0.1 µs per row it stores; so that path avoids DuckDB:
 
 * Entity and field names, and each entity's newest sample time, are mirrored in Python, so a
-  batch of known names (laid out as in the previous batch, as a collector's usually are) needs
-  no look-up, which entities are present is known without a scan, and a batch newer than
-  everything stored is known to replace nothing (no ``DELETE``). Such batches of an in-memory
-  history are written together, by one ``INSERT`` once :attr:`History.DEFERRED_ROWS` are
-  waiting, or before anything reads the database.
+  batch of known names laid out as in the previous batch (as a collector's usually are) needs
+  no look-up, nor anything derived from its ids (storage order, Arrow arrays), and one laid out
+  in runs of a field looks up each distinct list of entities once, only where it differs from
+  the previous batch's. Which entities are present is known without a scan, and a batch newer
+  than everything stored is known to replace nothing (no ``DELETE``). Such batches of an
+  in-memory history are written together, by one ``INSERT`` once
+  :attr:`History.DEFERRED_ROWS` are waiting, or before anything reads the database.
 * The *tail*: the samples of the last few minutes (as far back as ``terms`` calls have needed)
-  are also kept in memory, as one dense ``field x entity`` matrix per distinct ``ts``, and the
-  terms are computed from them with numpy. The tail is exact: it holds every stored sample
+  are also kept in memory, as one dense ``field x column`` matrix per distinct ``ts`` (a
+  column per entity sampled lately), and the terms are computed from them with numpy, averages
+  in one pass over the columns without a gap. The tail is exact: it holds every stored sample
   newer than ``_Tail.start`` (appends, replacements and prunes update it). A ``terms`` call
   that needs older samples extends it from the database; when that would be too much (see
   :attr:`History.TAIL_EXTENSION`, :attr:`History.TAIL_CELLS`) or too sparse (samples at

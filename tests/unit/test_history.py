@@ -787,3 +787,156 @@ print(sorted(name for name in set(sys.modules) - before if name.startswith(slow)
         cwd=Path(__file__).parents[2],
     )
     assert done.stdout.strip() == "[]"
+
+
+# --- the fast paths against the general ones ----------------------------------------------------
+
+CONTAINER_FIELDS = ("cpu", "ram", "rx")
+HOST_FIELDS = ("cpu", "disk")  # cpu repeats: a field in two runs of a batch
+FAST_TERMS = [
+    Term(Func.VALUE, "cpu"),
+    Term(Func.AVG, "cpu", 60),
+    Term(Func.AVG, "ram", 120),
+    Term(Func.MAX, "rx", 120),
+    Term(Func.MIN, "disk", 45),
+    Term(Func.DEVIATION_AVG, "cpu", 60),
+    Term(Func.DEVIATION_LAST, "ram"),
+    Term(Func.AVG, "disk"),
+]
+
+
+def collector_batches(cycles: int, seed: int) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Cycles as the simulator sends them: a run of rows per field, each listing the running
+    containers (sorted by name) or the hosts, the same Series objects while nothing changes.
+    Containers start and stop (new names sort between known ones), a value is null now and
+    then, and some cycles are followed by a late batch replacing samples already stored."""
+    import random
+
+    rng = random.Random(seed)
+    running = {f"c{i:03d}" for i in range(0, 120, 2)}
+    hosts = [f"h{i}" for i in range(6)]
+    entity = field = None
+    for cycle in range(cycles):
+        at = 15.0 * cycle
+        changed = entity is None or rng.random() < 0.3
+        if changed:
+            for _ in range(rng.randint(1, 4)):
+                running ^= {f"c{rng.randrange(130):03d}"}  # one starts or stops
+            names = sorted(running)
+            entity = pl.Series("entity", [n for _ in CONTAINER_FIELDS for n in names]
+                               + [h for _ in HOST_FIELDS for h in hosts], dtype=pl.String)
+            field = pl.Series("field", [f for f in CONTAINER_FIELDS for _ in names]
+                              + [f for f in HOST_FIELDS for _ in hosts], dtype=pl.String)
+        values = [float(rng.randrange(-40, 400)) / 4 for _ in range(entity.len())]
+        if rng.random() < 0.15:
+            values[rng.randrange(len(values))] = None  # a missing sample
+        if rng.random() < 0.05:
+            values[rng.randrange(len(values))] = math.inf
+        yield "cycle", pl.DataFrame({"ts": [at] * entity.len(), "entity": entity, "field": field,
+                                     "value": pl.Series(values, dtype=pl.Float64)})
+        if cycle and rng.random() < 0.1:  # a late batch: replacements of stored samples
+            late = [(at - 15.0 * rng.randint(0, 3), rng.choice(sorted(running)), rng.choice(CONTAINER_FIELDS),
+                     float(rng.randrange(100))) for _ in range(5)]
+            yield "late", frame(late)
+
+
+def shuffled(batch: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The same samples with their rows in another order: too many runs of a field for the
+    by-runs look-up (names are then looked up row by row)."""
+    return batch.sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def assert_same_bits(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    assert got.columns == want.columns
+    assert got["entity"].to_list() == want["entity"].to_list()
+    for column in got.columns[1:]:
+        assert got[column].is_null().to_list() == want[column].is_null().to_list(), column
+        assert got[column].fill_null(0.0).to_numpy().tobytes() == want[column].fill_null(0.0).to_numpy().tobytes()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_collector_batches_give_the_same_terms_as_shuffled_ones_and_as_sql(seed: int) -> None:
+    """The fast paths (a batch laid out as the last one, or looked up by runs of a field and
+    diffed against the last one's; stored in an order found by runs; written to the tail by
+    fixed offsets) against the general ones (rows in random order: looked up row by row) and
+    against SQL: the same terms, bit for bit between the first two, and the same samples."""
+    with History() as fast, History() as rows, History() as sql:
+        sql.use_tail = False
+        for n, (kind, batch) in enumerate(collector_batches(100, seed)):
+            assert fast.append(batch) == rows.append(shuffled(batch, n)) == sql.append(batch)
+            if kind == "late":
+                continue
+            at = batch["ts"][0]
+            if n % 40 == 39:
+                assert fast.prune(at - 300) == rows.prune(at - 300) == sql.prune(at - 300)
+            got = fast.terms(at, 15, FAST_TERMS, retention=300)
+            assert_same_bits(got, rows.terms(at, 15, FAST_TERMS, retention=300))
+            nan = pl.col(pl.Float64).fill_nan(-1e300)  # inf - inf: NaN on either side
+            assert_frame_close(got.with_columns(nan), sql.terms(at, 15, FAST_TERMS, retention=300).with_columns(nan))
+        everything = sql.samples(-1e9, 1e9)
+        assert fast.samples(-1e9, 1e9).equals(everything)
+        assert rows.samples(-1e9, 1e9).equals(everything)
+
+
+def test_an_average_in_one_pass_adds_as_numpy_adds_the_whole_block() -> None:
+    """Averages sum the columns without a gap in one pass and the others again: the same bits
+    as summing the block with its gaps taken as 0 (numpy adds the columns of a block of several
+    row after row, a lone column pairwise), whatever the block's width and gaps."""
+    import numpy as np
+
+    from usm.collectors.history import _average
+
+    rng = np.random.default_rng(7)
+    for width in (1, 2, 3, 9, 130):
+        for rows in (1, 7, 8, 9, 40, 130):
+            block = rng.standard_normal((rows, width)) * 10.0 ** rng.integers(-3, 6, (rows, width))
+            block[rng.random((rows, width)) < 0.1] = np.nan  # gaps
+            block[:, rng.random(width) < 0.2] = np.nan  # entities without a sample
+            sampled = ~np.isnan(block).all(axis=0) | (rng.random(width) < 0.3)
+            there = ~np.isnan(block)
+            count = there.sum(axis=0)
+            want = np.where(there, block, 0.0).sum(axis=0) / np.maximum(count, 1)
+            got, valid = _average(block, sampled)
+            assert valid.tolist() == (count > 0).tolist()
+            assert got[valid].tobytes() == want[count > 0].tobytes(), (width, rows)
+
+
+def test_a_term_that_is_nan_stays_nan_and_a_missing_one_is_null(history: History) -> None:
+    history.append(frame([(0.0, "c1", CPU, math.inf), (0.0, "c2", CPU, 1.0)]))
+    history.append(frame([(15.0, "c1", CPU, -math.inf), (15.0, "c3", "ram", 1.0)]))
+    result = history.terms(15, 15, [avg(30), value()])
+    assert result["entity"].to_list() == ["c1", "c2", "c3"]
+    assert math.isnan(result["avg(cpu_percent, 30s)"][0])  # inf - inf: NaN, not null
+    assert result["avg(cpu_percent, 30s)"].is_null().to_list() == [False, False, True]
+    assert result["cpu_percent"].to_list() == [-math.inf, None, None]
+
+
+def test_the_tail_reuses_and_drops_the_columns_of_entities_gone(history: History) -> None:
+    """Entities come and go in waves: the tail's columns follow those sampled lately, not all
+    ever seen, and the terms stay those of SQL."""
+    terms = [value(), avg(60), dev_last()]
+    with History() as sql:
+        sql.use_tail = False
+        for cycle in range(120):
+            wave = cycle // 20
+            names = [f"w{wave}-{i}" for i in range(80)] + ["steady"]
+            batch = frame([(15.0 * cycle, name, CPU, float(cycle % 9 + i)) for i, name in enumerate(names)])
+            history.append(batch)
+            sql.append(batch)
+            assert_frame_close(history.terms(15.0 * cycle, 15, terms, retention=600),
+                               sql.terms(15.0 * cycle, 15, terms, retention=600))
+        assert len(history._entities) == 6 * 80 + 1
+        assert history._tail.owner.size <= 3 * 80 + 1  # the waves sampled in the last 600 s
+
+
+def test_a_prune_older_than_the_waiting_batches_leaves_them_waiting(history: History) -> None:
+    history.DEFERRED_ROWS = 10**9
+    history.append(frame([(0.0, "c1", CPU, 0.0)]))
+    assert history.samples(-1, 1000).height == 1  # written: the database was read
+    for cycle in range(1, 5):
+        history.append(frame([(15.0 * cycle, "c1", CPU, float(cycle))]))
+    assert history._deferred  # these batches wait
+    assert history.prune(10) == 1
+    assert history._deferred  # still waiting: newer than what was pruned
+    assert history.samples(-1, 1000)["value"].to_list() == [1.0, 2.0, 3.0, 4.0]
+    assert history.prune(30) == 2

@@ -48,24 +48,8 @@ DECISION_RANK = {Decision.REPLICATE: 0, Decision.MIGRATE: 1, Decision.STOP: 2,
                  Decision.OVERWORK: 0, Decision.UNDERWORK: 0}
 
 
-def entity_frame(inventory: Inventory) -> pl.DataFrame:
-    """One row per host and container: entity, kind, service (containers) and apps."""
-    hosts = pl.DataFrame({"entity": [h.name for h in inventory.hosts]}, schema={"entity": pl.String})
-    containers = pl.DataFrame({"entity": [c.name for c in inventory.containers],
-                               "service": [c.service for c in inventory.containers]},
-                              schema={"entity": pl.String, "service": pl.String})
-    apps_of = inventory.apps_of_service
-    apps = pl.DataFrame({"service": list(apps_of), "apps": [list(a) for a in apps_of.values()]},
-                        schema={"service": pl.String, "apps": pl.List(pl.String)})
-    containers = containers.join(apps, on="service", how="left", maintain_order="left").with_columns(
-        pl.col("apps").fill_null(pl.lit([], dtype=pl.List(pl.String))), kind=pl.lit("container"))
-    hosts = hosts.with_columns(kind=pl.lit("host"), service=pl.lit(None, dtype=pl.String),
-                               apps=pl.lit([], dtype=pl.List(pl.String)))
-    columns = ["entity", "kind", "service", "apps"]
-    return pl.concat([hosts.select(columns), containers.select(columns)])
-
-
 _NAME, _SERVICE = attrgetter("name"), attrgetter("service")
+_DECISION_VALUES = np.array([d.value for d in DECISIONS], dtype=object)
 
 
 class Entities:
@@ -110,7 +94,13 @@ class Entities:
 
     @cached_property
     def frame(self) -> pl.DataFrame:
-        return entity_frame(self.inventory)
+        """One row per entity: entity, kind, service (containers) and apps."""
+        return pl.DataFrame({
+            "entity": self.names,
+            "kind": ["host"] * self.hosts + ["container"] * (len(self.names) - self.hosts),
+            "service": self.services,
+            "apps": [list(a) for a in self.apps],
+        }, schema={"entity": pl.String, "kind": pl.String, "service": pl.String, "apps": pl.List(pl.String)})
 
     @cached_property
     def series(self) -> tuple[pl.Series, pl.Series]:
@@ -233,11 +223,12 @@ class _Judgement:
     def evaluations(self, policy: Policy) -> pl.DataFrame:
         names = [r.name for r in policy.rules]
         won = self.rules >= 0
+        entities = self.entities
         return pl.DataFrame({
-            "entity": self.entities.names,
-            "kind": [self.entities.kind(row) for row in range(len(self.entities))],
-            "service": self.entities.services,
-            "decision": [DECISIONS[code].value for code in self.decisions.tolist()],
+            "entity": entities.names,
+            "kind": entities.frame.get_column("kind"),
+            "service": entities.services,
+            "decision": _DECISION_VALUES[self.decisions].tolist(),
             "rule": [names[r] if r >= 0 else None for r in self.rules.tolist()],
             "level": pl.Series(self.levels, dtype=pl.Int32).set(pl.Series(~won), None),
             "streak": self.streaks,
@@ -515,4 +506,4 @@ def _next_state(policy: Policy, at: float, judgement: _Judgement, actions: tuple
     return EngineState(StreakTable(entities.names, judgement.decisions, streaks), MappingProxyType(cooldowns))
 
 
-__all__ = ["Cycle", "Engine", "entity_frame"]
+__all__ = ["Cycle", "Engine", "Entities"]

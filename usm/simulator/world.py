@@ -52,6 +52,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -308,7 +309,7 @@ class World:
         services = scenario.services
         by_name = scenario.service_by_name
         self._cpu_per_request = np.array([s.cpu_per_request for s in services])
-        self._footprint = {s.name: (s.memory, s.disk) for s in services}  # what a container of each takes
+        self._footprint = (tuple(s.memory for s in services), tuple(s.disk for s in services))  # per service number
         self._memory = np.array([s.memory for s in services])
         self._disk = np.array([s.disk for s in services])
         self._rx_per_request = np.array(
@@ -958,11 +959,7 @@ class World:
         demand = np.append(load.expected_demand, 0.0)[position]  # position -1 (starting) reads the 0 appended
         want = np.where(position >= 0, demand, per_service[roster.service]) if position.size else np.zeros(0)
         moved = np.flatnonzero(~_close(roster.told_cpu, want))
-        containers, told, footprint = roster.containers, roster.told, self._footprint
-        for i, cpu, runs in zip(moved.tolist(), want[moved].tolist(), roster.is_running[moved].tolist(), strict=True):
-            c = containers[i]
-            memory, disk = footprint[c.service]
-            told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk), not runs, False, c.lineage)
+        _tell(roster, moved, want[moved], *self._footprint)
         roster.told_cpu[moved] = want[moved]
         rebuilt = moved.size > 0
         index = layout.host_index
@@ -1134,6 +1131,24 @@ class World:
 
 _name = attrgetter("name")
 _view = attrgetter("view")
+_service = attrgetter("service")
+_host = attrgetter("host")
+_lineage = attrgetter("lineage")
+
+
+def _tell(roster: Roster[_Container], moved: NDArray[np.int64], cpu: NDArray[np.float64],
+          memory: tuple[float, ...], disk: tuple[float, ...]) -> None:
+    """What placement is told of the containers at the roster's positions ``moved``, made anew with their cpu
+    demands ``cpu`` and their services' ``memory`` and ``disk`` (per service number). Hundreds move in a
+    planning cycle: the objects are made in C loops (``map``), with a Python call each only for their __init__."""
+    at = moved.tolist()
+    picked = [roster.containers[i] for i in at]
+    services = roster.service[moved].tolist()
+    amounts = map(Resources, cpu.tolist(), map(memory.__getitem__, services), map(disk.__getitem__, services))
+    made = map(ContainerDemand, map(_name, picked), map(_service, picked), map(_host, picked), amounts,
+               (~roster.is_running[moved]).tolist(), repeat(False), map(_lineage, picked))
+    for i, told in zip(at, made, strict=True):
+        roster.told[i] = told
 
 
 class _SampleKeys:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from usm.engine.policy import Decision
 from usm.engine.results import Action
-from usm.geo.sphere import Coordinates
+from usm.geo.sphere import Coordinates, weighted_centroid
 from usm.placement.model import Cluster, ContainerDemand, HostCapacity, Resources, ServiceSpec
-from usm.placement.planner import FailedContainer, PlannerState, plan_cycle
+from usm.placement.planner import FailedContainer, PlannerState, _Centroids, plan_cycle
 from usm.placement.plans import DrainHost, NoPlan, PlaceReplica, RestoreContainer, StopContainer
 from usm.placement.recovery import GiveUpRecovery
 
@@ -73,3 +73,23 @@ def test_two_replicas_for_one_host_in_one_cycle_are_two_distinct_steps():
     assert [type(s) for s in steps] == [PlaceReplica] * 3 and {s.host for s in steps} == {"lisbon"}
     assert [s.ordinal for s in steps] == [0, 1, 2]
     assert len({step_id(s, 30.0) for s in steps}) == len({step_name("a", s, 30.0) for s in steps}) == 3
+
+
+def test_callers_centroids_are_worked_out_when_asked_and_as_a_whole_would_be() -> None:
+    """The planner's callers' centroids, made on first use, are the weighted centroids of the services with any,
+    and leave out those with none (no request, zero weights, or weights that cancel out); a service no one asked
+    about is never worked out."""
+    requests = {
+        "web": ((LISBON, 3.0), (MADRID, 1.0)),
+        "db": (),
+        "idle": ((LISBON, 0.0),),
+        "split": ((Coordinates(0.0, 0.0), 1.0), (Coordinates(0.0, 180.0), 1.0)),
+        "never": (("not a place", 1.0),),  # weighted_centroid would fail on it
+    }
+    asked = dict(requests)
+    del asked["never"]
+    callers = _Centroids(requests)
+    assert callers.get("web") == weighted_centroid(requests["web"])
+    assert [callers.get(s) for s in ("db", "idle", "split", "missing")] == [None] * 4
+    assert "web" in callers and "db" not in callers
+    assert dict(_Centroids(asked)) == {"web": weighted_centroid(requests["web"])}

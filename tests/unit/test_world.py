@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from types import MappingProxyType
+from unittest.mock import patch
 
 import polars as pl
 import pytest
@@ -136,6 +137,19 @@ class TestRouting:
     def test_request_locations_count_the_window(self, two_replicas):
         requests = two_replicas.observe(0.0).requests
         assert requests["web"] == ((PORTO, 600.0), (BARCELONA, 1200.0))
+
+    def test_request_locations_are_made_per_service_when_read(self, two_replicas):
+        """Every service is a key (callers first); each one's locations are made when first read, and once."""
+        requests = two_replicas.observe(0.0).requests
+        assert list(requests) == list(two_replicas.scenario.service_order) and len(requests) == 1
+        with patch.object(World, "_requests", side_effect=AssertionError("made now")), \
+                pytest.raises(AssertionError, match="made now"):
+            requests["web"]
+        assert requests["web"] == ((PORTO, 600.0), (BARCELONA, 1200.0))
+        with patch.object(World, "_requests", side_effect=AssertionError("made again")):
+            assert requests["web"] == ((PORTO, 600.0), (BARCELONA, 1200.0))
+        with pytest.raises(KeyError):
+            requests["nothing"]
 
 
 class TestDependencies:
@@ -541,6 +555,20 @@ class TestKeptViews:
         assert world.execute(MoveContainer("api-1", "api", "lisbon", LISBON, UseHost("madrid", 0)), 0.0).ok
         assert_observes_as_fresh(world, 15.0)  # the copy runs, the original is gone
         assert world.replicas() == {"web": 2, "api": 1, "db": 1}
+
+    def test_a_container_that_goes_while_nothing_moves_leaves_the_next_cluster(self):
+        """Sixty replicas on one host: when one stops, the others' demands and the host's use move by less than
+        the tolerance, so no published object changes, yet the cluster must not be the one made before."""
+        big = HostDefinition("lisbon", HostKind.EDGE, LISBON, Resources(64, 64 * GiB, 64 * GiB), HostState.RUNNING,
+                             "europe")
+        world = world_of([big], [service("web")], [(f"web-{i}", "web", "lisbon") for i in range(60)],
+                         [source("porto", PORTO, 600)])
+        before = world.observe(0.0).cluster
+        assert world.execute(StopContainer("web-7", "lisbon"), 0.0).ok
+        after = world.observe(0.0).cluster
+        assert len(after.containers) == 59 and not any(c.name == "web-7" for c in after.containers)
+        assert after.host("lisbon") is before.host("lisbon")  # the host's published object was kept
+        assert_observes_as_fresh(world, 0.0)
 
     def test_a_host_stops_and_one_starts(self, world):
         assert_observes_as_fresh(world, 0.0)

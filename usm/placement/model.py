@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from functools import cached_property, partial
+from itertools import compress
 from operator import attrgetter, is_not
 from typing import Any, TypeVar
 
@@ -25,15 +26,23 @@ from usm.geo.sphere import Coordinates, distance_m
 
 _T = TypeVar("_T")
 _name = attrgetter("name")
+_service = attrgetter("service")
+_starting = attrgetter("starting")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Resources:
     """An amount of cpu (cores), ram (bytes) and disk (bytes)."""
 
     cpu: float = 0.0
     ram: float = 0.0
     disk: float = 0.0
+
+    def __init__(self, cpu: float = 0.0, ram: float = 0.0, disk: float = 0.0) -> None:
+        # What the generated __init__ does, at half its cost (it sets each field of a frozen dataclass through
+        # object.__setattr__): the simulated world makes hundreds of amounts per planning cycle.
+        state = self.__dict__
+        state["cpu"], state["ram"], state["disk"] = cpu, ram, disk
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(self.cpu + other.cpu, self.ram + other.ram, self.disk + other.disk)
@@ -88,7 +97,7 @@ class HostCapacity:
     cloud_region: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ContainerDemand:
     """A container as placement sees it: where it is and what it is expected to use.
 
@@ -106,6 +115,13 @@ class ContainerDemand:
     starting: bool = False
     system: bool = False
     lineage: str = ""
+
+    def __init__(self, name: str, service: str, host: str, demand: Resources = NOTHING, starting: bool = False,
+                 system: bool = False, lineage: str = "") -> None:
+        # As Resources.__init__: the generated one's work at half its cost (hundreds are made per planning cycle).
+        state = self.__dict__
+        state["name"], state["service"], state["host"], state["demand"] = name, service, host, demand
+        state["starting"], state["system"], state["lineage"] = starting, system, lineage
 
     @property
     def lineage_key(self) -> str:
@@ -164,8 +180,9 @@ class Cluster:
     vanished): it then counts towards its service's replicas but loads no host.
 
     Lookups are indexed, so that planning stays cheap at thousands of containers: hosts and containers by name
-    (built with the cluster, which checks the names with them), containers by host and replicas by service (built
-    on first use), host loads (each computed on first use), and for each point planning looks around, the hosts
+    (built with the cluster, which checks the names with them), containers by host, starting containers by host
+    (all a load reads), replicas by service and their counts (built on first use), host loads (each computed on
+    first use), and for each point planning looks around, the hosts
     ranked by distance and the launch region. ``with_container``, ``without_container`` and ``with_host_state``
     derive their result's indexes from this cluster's, redoing only what the change touches, so a plan that
     reserves step after step never rebuilds them. The indexes are a cache: no answer depends on them.
@@ -188,7 +205,7 @@ class Cluster:
 
     @cached_property
     def _hosts_by_name(self) -> dict[str, HostCapacity]:
-        return {h.name: h for h in self.hosts}
+        return dict(zip(map(_name, self.hosts), self.hosts))
 
     @cached_property
     def _hosts_by_state(self) -> dict[HostState, tuple[HostCapacity, ...]]:
@@ -199,7 +216,7 @@ class Cluster:
 
     @cached_property
     def _containers_by_name(self) -> dict[str, ContainerDemand]:
-        return {c.name: c for c in self.containers}
+        return dict(zip(map(_name, self.containers), self.containers))
 
     @cached_property
     def _containers_by_host(self) -> dict[str, tuple[ContainerDemand, ...]]:
@@ -210,12 +227,25 @@ class Cluster:
         return {h: tuple(cs) for h, cs in result.items()}
 
     @cached_property
+    def _starting_by_host(self) -> dict[str, tuple[ContainerDemand, ...]]:
+        """Host name → its starting containers, in cluster order: all a ``load`` needs, and a few of them all."""
+        result: dict[str, list[ContainerDemand]] = {}
+        for c in compress(self.containers, map(_starting, self.containers)):
+            result.setdefault(c.host, []).append(c)
+        return {h: tuple(cs) for h, cs in result.items()}
+
+    @cached_property
     def _containers_by_service(self) -> dict[str, tuple[ContainerDemand, ...]]:
         """Service → its containers, in cluster order."""
         result: dict[str, list[ContainerDemand]] = {}
         for c in self.containers:
             result.setdefault(c.service, []).append(c)
         return {s: tuple(cs) for s, cs in result.items()}
+
+    @cached_property
+    def _replica_counts(self) -> Counter[str]:
+        """Service → how many containers it has (counted in C, where grouping them costs a Python loop)."""
+        return Counter(map(_service, self.containers))
 
     @cached_property
     def _replicas(self) -> dict[str, tuple[ContainerDemand, ...]]:
@@ -269,6 +299,10 @@ class Cluster:
     def containers_on(self, host: str) -> tuple[ContainerDemand, ...]:
         return self._containers_by_host.get(host, ())
 
+    def starting_on(self, host: str) -> tuple[ContainerDemand, ...]:
+        """The host's starting containers, in cluster order."""
+        return self._starting_by_host.get(host, ())
+
     def replicas(self, service: str) -> tuple[ContainerDemand, ...]:
         """The service's containers, starting ones included, by name."""
         replicas = self._replicas.get(service)
@@ -277,6 +311,10 @@ class Cluster:
             self._replicas[service] = replicas
         return replicas
 
+    def replica_count(self, service: str) -> int:
+        """``len(replicas(service))``, without sorting or grouping them."""
+        return self._replica_counts[service]
+
     def load(self, host: str) -> Resources:
         """What the host uses once the containers starting on it run: measured use plus starting demands.
 
@@ -284,7 +322,7 @@ class Cluster:
         """
         load = self._loads.get(host)
         if load is None:
-            load = self._loads[host] = _load_of(self.host(host), self.containers_on(host))
+            load = self._loads[host] = _load_of(self.host(host), self.starting_on(host))
         return load
 
     def closest_host(
@@ -335,14 +373,16 @@ class Cluster:
         """This cluster with one more container (usually a starting one a plan will create)."""
         if container.name in self._containers_by_name:
             raise ValueError(f"duplicate container names: {container.name}")
-        by_service = self._built("_containers_by_service")
         return self._derived(
             {"containers": (*self.containers, container)},
             _hosts_by_name=self._hosts_by_name,
             _hosts_by_state=self._built("_hosts_by_state"),
             _containers_by_name={**self._containers_by_name, container.name: container},
-            _containers_by_host=_with(self._containers_by_host, container.host, container),
-            _containers_by_service=None if by_service is None else _with(by_service, container.service, container),
+            _containers_by_host=_with_built(self._built("_containers_by_host"), container.host, container),
+            _starting_by_host=_with_built(self._built("_starting_by_host"), container.host, container)
+            if container.starting else self._built("_starting_by_host"),
+            _containers_by_service=_with_built(self._built("_containers_by_service"), container.service, container),
+            _replica_counts=_counted(self._built("_replica_counts"), container.service, 1),
             _replicas=_with_replica(self._replicas, container),
             _loads=self._loads_except(container.host) if container.starting else self._loads,
         )
@@ -355,14 +395,16 @@ class Cluster:
             return self
         by_name = dict(self._containers_by_name)
         del by_name[name]
-        by_service = self._built("_containers_by_service")
         return self._derived(
             {"containers": _all_but(self.containers, gone)},
             _hosts_by_name=self._hosts_by_name,
             _hosts_by_state=self._built("_hosts_by_state"),
             _containers_by_name=by_name,
-            _containers_by_host=_without(self._containers_by_host, gone.host, gone),
-            _containers_by_service=None if by_service is None else _without(by_service, gone.service, gone),
+            _containers_by_host=_without_built(self._built("_containers_by_host"), gone.host, gone),
+            _starting_by_host=_without_built(self._built("_starting_by_host"), gone.host, gone)
+            if gone.starting else self._built("_starting_by_host"),
+            _containers_by_service=_without_built(self._built("_containers_by_service"), gone.service, gone),
+            _replica_counts=_counted(self._built("_replica_counts"), gone.service, -1),
             _replicas=_without(self._replicas, gone.service, gone),
             _loads=self._loads_except(gone.host) if gone.starting else self._loads,
         )
@@ -376,8 +418,10 @@ class Cluster:
             {"hosts": tuple(changed if h.name == name else h for h in self.hosts)},
             _hosts_by_name={**self._hosts_by_name, name: changed},
             _containers_by_name=self._containers_by_name,
-            _containers_by_host=self._containers_by_host,  # built now: the derived cluster's loads need it
+            _containers_by_host=self._built("_containers_by_host"),
+            _starting_by_host=self._starting_by_host,  # built now: the derived cluster's loads need it
             _containers_by_service=self._built("_containers_by_service"),
+            _replica_counts=self._built("_replica_counts"),
             _replicas=self._replicas,
             _loads=self._loads_except(name),
         )
@@ -418,6 +462,29 @@ def _with(
 ) -> dict[str, tuple[ContainerDemand, ...]]:
     """``index`` with ``container`` added at the end of the containers under ``key``."""
     return {**index, key: (*index.get(key, ()), container)}
+
+
+def _counted(counts: Counter[str] | None, service: str, change: int) -> Counter[str] | None:
+    """The memo of ``Cluster.replica_count`` with ``service`` counted ``change`` more times (``None``: not built)."""
+    if counts is None:
+        return None
+    result = counts.copy()
+    result[service] += change
+    return result
+
+
+def _with_built(
+    index: dict[str, tuple[ContainerDemand, ...]] | None, key: str, container: ContainerDemand
+) -> dict[str, tuple[ContainerDemand, ...]] | None:
+    """``_with`` of an index, if it was built (``None``: it was not, nor is the result)."""
+    return None if index is None else _with(index, key, container)
+
+
+def _without_built(
+    index: dict[str, tuple[ContainerDemand, ...]] | None, key: str, gone: ContainerDemand
+) -> dict[str, tuple[ContainerDemand, ...]] | None:
+    """``_without`` of an index, if it was built."""
+    return None if index is None else _without(index, key, gone)
 
 
 def _with_replica(

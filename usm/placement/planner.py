@@ -13,7 +13,7 @@ cluster before the next one is planned, so two steps never count on the same roo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from usm.engine.policy import Decision
@@ -67,14 +67,29 @@ class PlannerState:
     recovery: RecoveryTracker = field(default_factory=RecoveryTracker)
 
 
-def callers_centroids(requests: Mapping[str, Sequence[tuple[Coordinates, float]]]) -> dict[str, Coordinates]:
-    """Service -> the request-weighted spherical centroid of its callers (services without callers left out)."""
-    result = {}
-    for service, located in requests.items():
-        centre = weighted_centroid(located)
-        if centre is not None:
-            result[service] = centre
-    return result
+class _Centroids(Mapping[str, Coordinates]):
+    """Service -> the request-weighted spherical centroid of its callers (services without callers left out),
+    each worked out when first asked for: a cycle asks for the services it acts on and those below their
+    minimum, a few of the dozens there are."""
+
+    def __init__(self, requests: Mapping[str, Sequence[tuple[Coordinates, float]]]) -> None:
+        self._requests = requests
+        self._known: dict[str, Coordinates | None] = {}
+
+    def __getitem__(self, service: str) -> Coordinates:
+        if service in self._known:
+            centre = self._known[service]
+        else:
+            centre = self._known[service] = weighted_centroid(self._requests[service])
+        if centre is None:
+            raise KeyError(service)
+        return centre
+
+    def __iter__(self) -> Iterator[str]:
+        return (service for service in self._requests if service in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def nothing_to_plan(actions: Sequence[Action], failures: Sequence[FailedContainer], services: Sequence[ServiceSpec],
@@ -95,7 +110,7 @@ def plan_cycle(
     state: PlannerState = PlannerState(),
     options: PlacementOptions = DEFAULT_OPTIONS,
 ) -> tuple[tuple[Planned, ...], PlannerState]:
-    callers = callers_centroids(requests)
+    callers = _Centroids(requests)
     demand = {s.name: s.demand for s in services}
     planned: list[Planned] = []
     tracker = state.recovery.pruned(at)
@@ -148,7 +163,7 @@ def _plan_action(action: Action, cluster: Cluster, callers: Mapping[str, Coordin
     if action.action is Decision.OVERWORK:
         return plan_overwork(cluster, action.target, options, callers)
     if action.action is Decision.UNDERWORK:
-        if any(c.starting for c in cluster.containers_on(action.target)):
+        if cluster.starting_on(action.target):
             return NoPlan(f"underwork of {action.target}: it receives containers in this cycle")
         return plan_underwork(cluster, action.target, options, callers, exclude=draining)
     try:

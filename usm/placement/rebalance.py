@@ -75,7 +75,7 @@ def plan_overwork(
     stopped host or launching a cloud host is allowed (as the options permit): that is how overwork grows the
     cluster.
     """
-    callers = callers or {}
+    callers = {} if callers is None else callers  # `or` would work out every lazy centroid (len)
     origin = cluster.host(host)
     reasons: list[str] = []
     for c in overwork_order(cluster, host, options):
@@ -106,7 +106,7 @@ def plan_underwork(
     being drained in the same cycle), and never a host that would have to be started or launched for it. Each
     move is reserved before the next is planned. If one container has nowhere to go, there is no plan at all.
     """
-    callers = callers or {}
+    callers = {} if callers is None else callers  # `or` would work out every lazy centroid (len)
     drained = cluster.host(host)
     if drained.state not in RECEIVING_STATES:
         return NoPlan(f"underwork of {host}: it is {drained.state.value}")

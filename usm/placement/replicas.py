@@ -151,12 +151,12 @@ def plan_minimum_replicas(
     two replicas never count on the same room. ``callers`` maps a service to its callers' centroid; see
     ``replica_location`` for the rest. One ``NoPlan`` per replica that could not be placed.
     """
-    callers = callers or {}
+    callers = {} if callers is None else callers  # `or` would work out every lazy centroid (len)
     plans: list[PlaceReplica | NoPlan] = []
     for spec in sorted(services, key=lambda s: s.name):
         if spec.name in skip:
             continue
-        missing = spec.min_replicas - len(cluster.replicas(spec.name))
+        missing = spec.min_replicas - cluster.replica_count(spec.name)
         if missing <= 0:
             continue
         near = replica_location(cluster, spec.name, callers.get(spec.name), fallback)

@@ -52,6 +52,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -224,14 +225,13 @@ class _ServiceRouting:
 
 @dataclass
 class _HostLayout:
-    """The cluster's hosts in order, the objects last published for them and their numbers, and the cluster last
-    made (the containers' side is kept by the roster)."""
+    """The cluster's hosts in order, the objects last published for them and their numbers (the containers' side
+    is kept by the roster)."""
 
     hosts: list[_Host]  # every host not terminated, by name
     host_index: NDArray[np.int64]
     capacities: list[Any]  # HostCapacity, or None before the first publication
     host_published: NDArray[np.float64]  # (hosts, 3): the used cpu, ram, disk each published object holds
-    cluster: Cluster | None = None
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ class World:
         services = scenario.services
         by_name = scenario.service_by_name
         self._cpu_per_request = np.array([s.cpu_per_request for s in services])
-        self._footprint = {s.name: (s.memory, s.disk) for s in services}  # what a container of each takes
+        self._footprint = (tuple(s.memory for s in services), tuple(s.disk for s in services))  # per service number
         self._memory = np.array([s.memory for s in services])
         self._disk = np.array([s.disk for s in services])
         self._rx_per_request = np.array(
@@ -354,6 +354,7 @@ class World:
         self._summary_cache: _HostSummary | None = None
         self._load_cache: _Load | None = None
         self._layout_cache: _HostLayout | None = None
+        self._cluster_cache: Cluster | None = None  # the cluster last made, until something changes
         self._capacities: dict[str, HostCapacity] = {}
         self.held: set[str] = set()  # services of apps waiting to be launched: no minimum is asked for them
         self._windows: dict[str, list[PredictionWindow]] = {}
@@ -425,7 +426,7 @@ class World:
             return
         container.state = "running"
         self._roster.run(container, self._service_index[container.service], host.index)
-        self._changed(routing=True)
+        self._changed(routing=True, hosts=False)
         self._note(f"container {name} of {container.service} is running on {host.name}")
         if container.replaces and container.replaces in self._containers:
             self._remove(container.replaces, failed=False, why=f"replaced by {name}")
@@ -460,11 +461,15 @@ class World:
     def _note(self, words: str) -> None:
         self.log.append((self.now, words))
 
-    def _changed(self, routing: bool) -> None:
+    def _changed(self, routing: bool, hosts: bool = True) -> None:
+        """Forget what the change makes stale: ``routing`` when running containers or hosts changed, the host
+        layout unless only containers did (``hosts`` false: it holds no container)."""
         self._inventory_cache = None
         self._summary_cache = None
         self._load_cache = None
-        self._layout_cache = None
+        self._cluster_cache = None
+        if hosts:
+            self._layout_cache = None
         if routing:
             self._routing_cache = None
 
@@ -522,14 +527,14 @@ class World:
         self._roster.add(container, self._service_index[service])
         begin = host.ready_at if host.state is HostState.STARTING else self.now
         self._schedule(max(begin, self.now) + self.scenario.service_by_name[service].start_time, "container", name)
-        self._changed(routing=False)
+        self._changed(routing=False, hosts=False)
         self._note(f"container {name} of {service} is starting on {host.name}")
         return container
 
     def _remove(self, name: str, failed: bool, why: str) -> None:
         container = self._containers.pop(name)
         self._roster.remove(container, self._service_index[container.service])
-        self._changed(routing=container.state == "running")
+        self._changed(routing=container.state == "running", hosts=False)
         self._note(f"container {name} {'failed' if failed else 'stopped'}: {why}")
         if failed and not (container.replaces and container.replaces in self._containers):
             # a moved copy that fails before running is no lost replica: its original still runs
@@ -910,7 +915,7 @@ class World:
         failures, self._failures = tuple(self._failures), []
         routing = self._routing()
         return Observation(inventory=inventory, placement=self.cluster, samples=samples,
-                           requests=_Lazy(lambda: self._requests(routing, load)), services=self._service_specs(load),
+                           requests=_Lazy(self.scenario.service_order, lambda name: self._requests(routing, load, name)), services=self._service_specs(load),
                            failures=failures, options=self.placement_options())
 
     def samples(self) -> pl.DataFrame:
@@ -958,11 +963,7 @@ class World:
         demand = np.append(load.expected_demand, 0.0)[position]  # position -1 (starting) reads the 0 appended
         want = np.where(position >= 0, demand, per_service[roster.service]) if position.size else np.zeros(0)
         moved = np.flatnonzero(~_close(roster.told_cpu, want))
-        containers, told, footprint = roster.containers, roster.told, self._footprint
-        for i, cpu, runs in zip(moved.tolist(), want[moved].tolist(), roster.is_running[moved].tolist(), strict=True):
-            c = containers[i]
-            memory, disk = footprint[c.service]
-            told[i] = ContainerDemand(c.name, c.service, c.host, Resources(cpu, memory, disk), not runs, False, c.lineage)
+        _tell(roster, moved, want[moved], *self._footprint)
         roster.told_cpu[moved] = want[moved]
         rebuilt = moved.size > 0
         index = layout.host_index
@@ -975,14 +976,14 @@ class World:
                 h.name, h.location, h.total, amount, h.kind, h.state, h.region, h.cloud_region)
             layout.host_published[i] = used[i]
             rebuilt = True
-        if rebuilt or layout.cluster is None:
-            layout.cluster = Cluster(tuple(layout.capacities), tuple(roster.told), self.scenario.cloud_regions)
-        return layout.cluster
+        if rebuilt or self._cluster_cache is None:
+            self._cluster_cache = Cluster(tuple(layout.capacities), tuple(roster.told), self.scenario.cloud_regions)
+        return self._cluster_cache
 
     def _host_layout(self) -> _HostLayout:
-        """Hosts in the cluster's order, with the objects last published for them (rebuilt when hosts or
-        containers change; a published object whose state differs is marked for rebuilding). The containers'
-        side is kept by the roster."""
+        """Hosts in the cluster's order, with the objects last published for them (rebuilt when hosts change; a
+        published object whose state differs is marked for rebuilding). The containers' side is kept by the
+        roster."""
         if self._layout_cache is not None:
             return self._layout_cache
         hosts = sorted((h for h in self._hosts if not h.gone), key=lambda h: h.name)
@@ -1033,14 +1034,11 @@ class World:
         return tuple(effective_min_replicas(s.min_replicas, self._windows.get(s.name, ()), self.now, s.start_time)
                      for s in self.scenario.services)
 
-    def _requests(self, routing: _Routing, load: _Load) -> dict[str, tuple[tuple[Coordinates, float], ...]]:
-        """Per service, where its requests came from over the request window, at ``load``'s rates."""
-        result = {}
-        for name in self.scenario.service_order:
-            places, matrix = routing.origins[name]
-            counts = (matrix @ load.rates) * self.request_window if len(places) else np.zeros(0)
-            result[name] = tuple((p, float(c)) for p, c in zip(places, counts.tolist(), strict=True) if c > 0)
-        return result
+    def _requests(self, routing: _Routing, load: _Load, name: str) -> tuple[tuple[Coordinates, float], ...]:
+        """Where the service's requests came from over the request window, at ``load``'s rates."""
+        places, matrix = routing.origins[name]
+        counts = (matrix @ load.rates) * self.request_window if len(places) else np.zeros(0)
+        return tuple((p, float(c)) for p, c in zip(places, counts.tolist(), strict=True) if c > 0)
 
     # --- app launches: the usm.manager.launcher.LaunchActuator --------------------------------------------
 
@@ -1134,6 +1132,24 @@ class World:
 
 _name = attrgetter("name")
 _view = attrgetter("view")
+_service = attrgetter("service")
+_host = attrgetter("host")
+_lineage = attrgetter("lineage")
+
+
+def _tell(roster: Roster[_Container], moved: NDArray[np.int64], cpu: NDArray[np.float64],
+          memory: tuple[float, ...], disk: tuple[float, ...]) -> None:
+    """What placement is told of the containers at the roster's positions ``moved``, made anew with their cpu
+    demands ``cpu`` and their services' ``memory`` and ``disk`` (per service number). Hundreds move in a
+    planning cycle: the objects are made in C loops (``map``), with a Python call each only for their __init__."""
+    at = moved.tolist()
+    picked = [roster.containers[i] for i in at]
+    services = roster.service[moved].tolist()
+    amounts = map(Resources, cpu.tolist(), map(memory.__getitem__, services), map(disk.__getitem__, services))
+    made = map(ContainerDemand, map(_name, picked), map(_service, picked), map(_host, picked), amounts,
+               (~roster.is_running[moved]).tolist(), repeat(False), map(_lineage, picked))
+    for i, told in zip(at, made, strict=True):
+        roster.told[i] = told
 
 
 class _SampleKeys:
@@ -1161,28 +1177,30 @@ class _SampleKeys:
 
 
 class _Lazy(Mapping[str, Any]):
-    """A mapping made on first use: the request locations of an observation, which only cycles that plan read."""
+    """A mapping whose values are made on first use: the request locations of an observation, which only cycles
+    that plan read, and those only for the services they place."""
 
-    def __init__(self, make: Callable[[], Mapping[str, Any]]) -> None:
-        self._make: Callable[[], Mapping[str, Any]] | None = make
-        self._made: Mapping[str, Any] = {}
-
-    def _mapping(self) -> Mapping[str, Any]:
-        if self._make is not None:
-            self._made, self._make = self._make(), None
-        return self._made
+    def __init__(self, keys: tuple[str, ...], make: Callable[[str], Any]) -> None:
+        self._keys = keys
+        self._known = frozenset(keys)
+        self._make = make
+        self._made: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        return self._mapping()[key]
+        if key not in self._made:
+            if key not in self._known:
+                raise KeyError(key)
+            self._made[key] = self._make(key)
+        return self._made[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._mapping())
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return len(self._mapping())
+        return len(self._keys)
 
     def __repr__(self) -> str:
-        return repr(self._mapping())
+        return repr(dict(self))
 
 
 def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float,

@@ -3,6 +3,8 @@ collector's inventory shows, whether it hands a new inventory or the same one ag
 
 from __future__ import annotations
 
+import pytest
+
 from usm.collectors.history import History
 from usm.engine import Engine
 from usm.engine.policy import Policy
@@ -50,3 +52,18 @@ def test_support_follows_the_containers_of_each_inventory():
         assert simulated.execute(PlaceReplica("web", NEW_YORK, UseHost("new-york", 0)), 345.0).ok
         loop.run_cycle(345.0)  # starting containers count: the region is wanted again
         assert support.count() == 6
+
+
+def test_a_simulation_collects_garbage_less_often_and_puts_the_collector_back():
+    import gc
+
+    from usm.simulator.run import fewer_collections
+
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with fewer_collections(young=12_345):
+        assert gc.get_threshold()[0] == 12_345 and gc.get_threshold()[1:] == thresholds[1:]
+        assert gc.get_freeze_count() > frozen  # what existed before the run is left out of the scans
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), fewer_collections():
+        raise RuntimeError("a failed run")
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0

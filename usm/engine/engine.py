@@ -107,21 +107,17 @@ def applies(rule: Rule, entities: Entities) -> np.ndarray:
     """Which entities the rule's scope and target cover: a cheap pre-filter on identity, so that CLIPS only
     hears of entities the rule can judge (the generated defrule checks scope and target again and stays the
     authority)."""
-    containers = ~entities.is_host
-    if rule.scope is Scope.HOST:
-        if rule.targets is None:
-            return entities.is_host.copy()
-        return entities.is_host & np.isin(np.array(entities.names, dtype=object), list(rule.targets))
+    kind = entities.is_host if rule.scope is Scope.HOST else ~entities.is_host
     if rule.targets is None:
-        return containers
+        return kind.copy()
     targets = set(rule.targets)
-    if rule.scope is Scope.CONTAINER:
+    if rule.scope in (Scope.HOST, Scope.CONTAINER):
         chosen = [name in targets for name in entities.names]
     elif rule.scope is Scope.SERVICE:
         chosen = [service in targets for service in entities.services]
     else:
         chosen = [not targets.isdisjoint(apps) for apps in entities.apps]
-    return containers & np.array(chosen, dtype=bool)
+    return kind & np.array(chosen, dtype=bool)
 
 
 @dataclass(frozen=True, eq=False)

@@ -100,8 +100,9 @@ class WorkingMemory:
         when no fact changed and the same cooldowns are in force, the last run's conclusions stand
         and CLIPS is not run (most cycles of a steady fleet)."""
         changed = self._sync(self._candidates, candidates, "candidate",
-                   lambda e, c: {"entity": e, "kind": HOST if c[0] == "host" else CONTAINER, "target": c[1],
-                                 "decision": clips.Symbol(c[2]), "rank": c[3], "priority": c[4]})
+                             lambda e, c: {"entity": e, "kind": HOST if c[0] == "host" else CONTAINER,
+                                           "target": c[1], "decision": clips.Symbol(c[2]), "rank": c[3],
+                                           "priority": c[4]})
         changed |= self._sync(self._bounds, bounds, "bounds",
                               lambda s, b: {"service": s, "replicas": b[0], "min": b[1], "max": b[2]})
         changed |= self._sync(self._cooling, cooling, "cooling",

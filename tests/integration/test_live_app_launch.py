@@ -122,7 +122,10 @@ def test_a_replica_that_exits_before_it_answers_fails_the_launch_and_only_runnin
                         timeout=30)
 
     assert not report.ok
-    assert report.status("db").state == "failed" and "exited with code 3" in report.failure
+    # Docker may report the container running for the instant before `exit 3` ends it: then the launch
+    # finds it gone while waiting for it to be ready, instead of seeing the exit code at start.
+    assert report.status("db").state == "failed"
+    assert "exited with code 3" in report.failure or "of db stopped before it was ready" in report.failure
     assert report.in_state("not started") == ("api", "web")
     assert engine_containers(started) == {}  # the container that never ran was removed
     refused = failing.start_replica(PlaceReplica("db", HOSTS[0].location, StartHost("a", 0.0)), time.time())
